@@ -1,0 +1,100 @@
+"""Multi-head scaled dot-product attention (Vaswani et al. 2017, Sec. 3.2; ViT, Eq. 2 and App. A).
+
+Attention(Q, K, V) = softmax(Q K^T * scale) V, computed in ``num_heads`` heads of
+width C / num_heads whose outputs are concatenated and projected.
+
+Two paths give the same output: an explicit one that keeps the attention weights
+for plotting, and ``torch.nn.functional.scaled_dot_product_attention`` (fused
+kernels, no weights kept) used otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+__all__ = ["MultiHeadAttention", "attention_maps"]
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention over queries, keys and values that are already projected.
+
+    The projections that make Q, K and V (linear in ViT, convolutional in CvT) live in
+    :mod:`cvt_edu.projection`; this module splits heads, attends, and applies the
+    output projection W^O.
+
+    Args:
+        embed_dim: C, the token width; must be divisible by ``num_heads``.
+        num_heads: h.
+        scale: the factor applied to Q K^T; ``None`` means 1 / sqrt(C / h).
+        attn_drop: dropout on the attention weights (training only).
+        proj_drop: dropout after the output projection.
+
+    Shapes:
+        query (B, N_q, C), key and value (B, N_k, C) -> (B, N_q, C).
+        With ``keep_attention = True`` the weights, shape (B, h, N_q, N_k), are kept in
+        ``last_attention`` after each forward.
+
+    Raises:
+        ValueError: if C is not divisible by h.
+    """
+
+    def __init__(
+        self, *, embed_dim: int, num_heads: int, scale: float | None = None, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ) -> None:
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.scale = scale if scale is not None else (embed_dim // num_heads) ** -0.5
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(embed_dim, embed_dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.keep_attention = False
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+        q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.num_heads) for t in (query, key, value))
+        drop = self.attn_drop if self.training else 0.0
+        if self.keep_attention:
+            weights = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
+            self.last_attention = weights.detach()
+            out = F.dropout(weights, drop, self.training) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+        return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
+
+
+@contextmanager
+def keep_attention(model: nn.Module) -> Iterator[list[MultiHeadAttention]]:
+    """Make every attention layer of ``model`` keep its weights inside a ``with`` block."""
+    layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    for layer in layers:
+        layer.keep_attention = True
+    try:
+        yield layers
+    finally:
+        for layer in layers:
+            layer.keep_attention = False
+            layer.last_attention = None
+
+
+@torch.no_grad()
+def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """Run ``model`` on ``images`` and return the attention weights of every layer.
+
+    Args:
+        model: any ``cvt_edu`` model.
+        images: shape (B, C, H, W).
+
+    Returns:
+        One tensor per attention layer, in forward order, shape (B, h, N_q, N_k).
+    """
+    with keep_attention(model) as layers:
+        model(images)
+        return [layer.last_attention for layer in layers]

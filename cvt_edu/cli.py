@@ -1,0 +1,93 @@
+"""Command line: ``python -m cvt_edu train|compare|evaluate`` (also installed as ``cvt-edu``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+
+from .checkpoint import load_checkpoint
+from .data import DATA_ENV, load_split
+from .experiment import compare, load_data, train_model
+from .models import list_models
+from .train import QUICK_ENV, TrainConfig, evaluate, pick_device
+
+
+def _add_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default=None,
+        help=f"local CIFAR-10 folder (ImageFolder train/ and test/, or cifar-10-batches-py); "
+        f"default: ${DATA_ENV}, else download CIFAR-10",
+    )
+
+
+def _add_training(p: argparse.ArgumentParser) -> None:
+    _add_data(p)
+    d = TrainConfig()
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader workers")
+    p.add_argument("--train-subset", type=int, default=None, help="train on this many images only")
+    p.add_argument("--quick", action="store_true", default=None, help=f"smoke run: 1 epoch, 512 images (also ${QUICK_ENV}=1)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return TrainConfig(**values, progress=not args.no_progress)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cvt-edu", description="CvT-edu: train and compare tiny ViT and CvT on CIFAR-10.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one model; writes metrics.json, model.safetensors, config.json, curves.png")
+    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--out", required=True, help="output folder")
+    _add_training(p)
+
+    p = sub.add_parser("compare", help="train several models under one budget; writes comparison.md and comparison.png")
+    p.add_argument("--models", nargs="+", default=["vit-tiny", "cvt-tiny"], choices=list_models())
+    p.add_argument("--out", required=True, help="output folder")
+    _add_training(p)
+
+    p = sub.add_parser("evaluate", help='print {"accuracy": ..., "n": ...} of a checkpoint on the test split')
+    p.add_argument("--checkpoint", required=True, help="a folder with model.safetensors and config.json")
+    p.add_argument("--device", default=None)
+    _add_data(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "evaluate":
+            model, _ = load_checkpoint(args.checkpoint)
+            model.to(pick_device(args.device))
+            result = evaluate(model, load_split("test", args.data))
+            print(json.dumps({"accuracy": result["accuracy"], "n": result["n"]}))
+            return 0
+        cfg = _train_config(args)
+        data = load_data(args.data)
+        if args.command == "train":
+            m = train_model(args.model, data, cfg, args.out, quick=args.quick)
+            print(json.dumps({"model": args.model, "test_accuracy": m["test_accuracy"], "seconds": round(m["seconds"], 1), "out": args.out}))
+        else:
+            results = compare(args.models, data, cfg, args.out, quick=args.quick)
+            for name, m in results.items():
+                print(json.dumps({"model": name, "test_accuracy": m["test_accuracy"], "seconds": round(m["seconds"], 1)}))
+            print(f"wrote {args.out}/comparison.md and {args.out}/comparison.png")
+        return 0
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"cvt-edu {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Convolutional vision Transformer, CvT (Wu et al., ICCV 2021).
+
+A hierarchy of stages. Each stage starts with a convolutional token embedding that
+shrinks the token map and widens the tokens (Sec. 3.1), then runs transformer blocks
+whose queries, keys and values come from a convolutional projection (Sec. 3.2), with
+keys and values squeezed by a stride of 2. There is no positional embedding: the
+convolutions already know where each token is. Only the last stage has a [CLS]
+token, which the classifier reads (Sec. 3, Fig. 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from .attention import MultiHeadAttention
+from .layers import DropPath, Mlp
+from .patching import ConvTokenEmbedding
+from .projection import ConvQKV
+from .vit import _init_weights
+
+__all__ = ["CvTStageConfig", "CvTConfig", "CvTBlock", "CvTStage", "CvT"]
+
+
+@dataclass(frozen=True)
+class CvTStageConfig:
+    """One stage of a CvT (paper Table 2; names follow the released configuration).
+
+    ``kernel_size``, ``stride``, ``padding`` belong to the convolutional token embedding;
+    ``kernel_qkv``, ``padding_q``, ``stride_q``, ``padding_kv``, ``stride_kv`` and
+    ``projection`` to the convolutional projection; ``drop_path`` is the largest
+    stochastic-depth rate in the stage (rates grow linearly from 0 to it).
+    """
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    mlp_ratio: float = 4.0
+    kernel_size: int = 3
+    stride: int = 2
+    padding: int = 1
+    kernel_qkv: int = 3
+    padding_q: int = 1
+    stride_q: int = 1
+    padding_kv: int = 1
+    stride_kv: int = 2
+    projection: str = "dw_bn"
+    qkv_bias: bool = True
+    cls_token: bool = False
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path: float = 0.0
+
+
+@dataclass(frozen=True)
+class CvTConfig:
+    """A CvT: its stages and classifier.
+
+    ``attn_scale`` chooses the factor on Q K^T: ``"embed_dim"`` (1 / sqrt(C), what the
+    released CvT code and its pretrained weights use) or ``"head_dim"`` (1 / sqrt(C / h),
+    the textbook choice). ``image_size`` is informative (FLOP counts); CvT accepts other
+    sizes because it has no positional embedding.
+    """
+
+    stages: tuple[CvTStageConfig, ...]
+    in_chans: int = 3
+    num_classes: int = 1000
+    image_size: int = 224
+    attn_scale: str = "embed_dim"
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        # Accept stages given as dicts (for example read back from config.json).
+        stages = tuple(s if isinstance(s, CvTStageConfig) else CvTStageConfig(**s) for s in self.stages)
+        object.__setattr__(self, "stages", stages)
+        if self.attn_scale not in ("embed_dim", "head_dim"):
+            raise ValueError(f"attn_scale must be 'embed_dim' or 'head_dim', got {self.attn_scale!r}")
+
+
+class CvTBlock(nn.Module):
+    """A CvT transformer block: x + MHSA(ConvProj(LN(x))), then x + MLP(LN(x)) (Sec. 3.2, Fig. 2b).
+
+    Args:
+        stage: the :class:`CvTStageConfig` of the stage the block belongs to.
+        drop_path: this block's stochastic-depth probability.
+        scale: factor on Q K^T.
+        eps: LayerNorm epsilon.
+
+    Shapes:
+        tokens (B, [1 +] H*W, C) and the map size (H, W) -> (B, [1 +] H*W, C).
+    """
+
+    def __init__(self, stage: CvTStageConfig, *, drop_path: float, scale: float, eps: float = 1e-5) -> None:
+        super().__init__()
+        dim = stage.embed_dim
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.qkv = ConvQKV(
+            dim=dim,
+            kernel_size=stage.kernel_qkv,
+            padding_q=stage.padding_q,
+            stride_q=stage.stride_q,
+            padding_kv=stage.padding_kv,
+            stride_kv=stage.stride_kv,
+            method=stage.projection,
+            bias=stage.qkv_bias,
+            with_cls_token=stage.cls_token,
+        )
+        self.attn = MultiHeadAttention(
+            embed_dim=dim, num_heads=stage.num_heads, scale=scale, attn_drop=stage.attn_drop_rate, proj_drop=stage.drop_rate
+        )
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim=dim, hidden_dim=int(dim * stage.mlp_ratio), drop=stage.drop_rate)
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(*self.qkv(self.norm1(x), size)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class CvTStage(nn.Module):
+    """One CvT stage: convolutional token embedding, optional [CLS] token, blocks.
+
+    Args:
+        stage: its :class:`CvTStageConfig`.
+        in_chans: channels of the incoming map (3 for the image).
+        attn_scale: ``"embed_dim"`` or ``"head_dim"``, see :class:`CvTConfig`.
+        eps: LayerNorm epsilon in the blocks.
+
+    Shapes:
+        map (B, C_{i-1}, H_{i-1}, W_{i-1}) -> map (B, C_i, H_i, W_i) and the [CLS]
+        token (B, 1, C_i), or ``None`` when the stage has none.
+    """
+
+    def __init__(self, stage: CvTStageConfig, *, in_chans: int, attn_scale: str = "embed_dim", eps: float = 1e-5) -> None:
+        super().__init__()
+        self.embed = ConvTokenEmbedding(
+            in_chans=in_chans, embed_dim=stage.embed_dim, kernel_size=stage.kernel_size, stride=stage.stride, padding=stage.padding
+        )
+        self.drop = nn.Dropout(stage.drop_rate)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, stage.embed_dim)) if stage.cls_token else None
+        scale = (stage.embed_dim if attn_scale == "embed_dim" else stage.embed_dim // stage.num_heads) ** -0.5
+        rates = torch.linspace(0, stage.drop_path, stage.depth).tolist()
+        self.blocks = nn.ModuleList(CvTBlock(stage, drop_path=r, scale=scale, eps=eps) for r in rates)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        tokens, (h, w) = self.embed(x)
+        tokens = self.drop(tokens)
+        n_cls = 0
+        if self.cls_token is not None:
+            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+            n_cls = 1
+        for block in self.blocks:
+            tokens = block(tokens, (h, w))
+        cls = tokens[:, :n_cls] if n_cls else None
+        return rearrange(tokens[:, n_cls:], "b (h w) c -> b c h w", h=h, w=w), cls
+
+
+class CvT(nn.Module):
+    """CvT classifier.
+
+    Args:
+        config: a :class:`CvTConfig`.
+
+    Shapes:
+        images (B, C, H, W) -> logits (B, num_classes). ``forward_stages`` returns the
+        token map of every stage, (B, C_i, H_i, W_i), and the final [CLS] token (B, 1, C).
+
+    Raises:
+        ValueError: on a wrong channel count, or images too small for the embeddings' kernels.
+    """
+
+    def __init__(self, config: CvTConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        if not c.stages[-1].cls_token:
+            raise ValueError("the last CvT stage must have the [CLS] token the classifier reads")
+        chans = [c.in_chans] + [s.embed_dim for s in c.stages[:-1]]
+        self.stages = nn.ModuleList(
+            CvTStage(s, in_chans=ch, attn_scale=c.attn_scale, eps=c.layer_norm_eps) for s, ch in zip(c.stages, chans)
+        )
+        self.norm = nn.LayerNorm(c.stages[-1].embed_dim, eps=c.layer_norm_eps)
+        self.head = nn.Linear(c.stages[-1].embed_dim, c.num_classes)
+        self.apply(_init_weights)
+        for stage in self.stages:
+            if stage.cls_token is not None:
+                nn.init.trunc_normal_(stage.cls_token, std=0.02)
+
+    def forward_stages(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        maps, x, cls = [], images, None
+        for stage in self.stages:
+            x, cls = stage(x)
+            maps.append(x)
+        return maps, cls
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The normalised [CLS] token of the last stage, shape (B, C)."""
+        return self.norm(self.forward_stages(images)[1][:, 0])
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images))

@@ -1,0 +1,112 @@
+"""The course's main experiment: train models under one budget and compare them.
+
+``train_model`` is what ``cvt-edu train`` runs and ``compare`` what ``cvt-edu compare``
+runs; the chapter notebook calls the same functions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from .checkpoint import atomic_path, write_json
+from .cost import count_flops
+from .data import ImageTensors, load_split
+from .models import build_model
+from .plots import plot_comparison, plot_curves
+from .train import METRICS, TrainConfig, fit, quick_mode, seed_everything
+
+__all__ = ["load_data", "train_model", "compare", "comparison_table"]
+
+
+def load_data(path: str | os.PathLike | None = None) -> tuple[ImageTensors, ImageTensors]:
+    """The train and test splits (see :func:`cvt_edu.data.load_split` for ``path``)."""
+    return load_split("train", path), load_split("test", path)
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Save a figure as PNG, atomically, and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def train_model(
+    name: str,
+    data: tuple[ImageTensors, ImageTensors],
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool | None = None,
+) -> dict[str, Any]:
+    """Build model ``name``, train it, and write ``metrics.json``, the checkpoint and ``curves.png`` to ``out_dir``.
+
+    Args:
+        name: a registry name such as ``"cvt-tiny"``.
+        data: (train, test) splits.
+        cfg: the training config; in quick mode it is shrunk with :meth:`TrainConfig.quick`.
+        out_dir: output folder (created).
+        quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
+
+    Returns:
+        The metrics, with ``flops`` and ``macs`` of one image added.
+    """
+    if quick_mode(quick):
+        cfg = cfg.quick()
+    train, test = data
+    seed_everything(cfg.seed)  # the initial weights depend on the seed alone
+    model = build_model(name, num_classes=len(train.classes))
+    out = Path(out_dir)
+    metrics = fit(model, train, test, cfg, out_dir=out, name=name)
+    metrics.update(count_flops(model, (1, *train.images.shape[1:])))
+    metrics["quick"] = quick_mode(quick)
+    write_json(out / METRICS, metrics)
+    save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves"), out / "curves.png")
+    return metrics
+
+
+def comparison_table(results: dict[str, dict[str, Any]]) -> str:
+    """A Markdown table of params, FLOPs, test accuracy, training time and throughput per model."""
+    lines = [
+        "| model | params (M) | FLOPs / image (M, 1 MAC = 2 FLOPs) | test accuracy (%) | training time (s) | training images/s | epochs |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in results.items():
+        lines.append(
+            f"| {name} | {m['params'] / 1e6:.2f} | {m['flops'] / 1e6:.1f} | {100 * m['test_accuracy']:.1f} "
+            f"| {m['seconds']:.1f} | {m['images_per_second'] or 0:.0f} | {m['epochs']} |"
+        )
+    return "\n".join(lines)
+
+
+def compare(
+    names: list[str],
+    data: tuple[ImageTensors, ImageTensors],
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Train every model in ``names`` under the same config and write the comparison.
+
+    Writes ``out_dir/<name>/`` for each model (see :func:`train_model`), and
+    ``out_dir/comparison.md`` and ``out_dir/comparison.png``.
+
+    Returns:
+        Model name -> its metrics.
+    """
+    out = Path(out_dir)
+    results = {name: train_model(name, data, replace(cfg), out / name, quick=quick) for name in names}
+    any_m = next(iter(results.values()))
+    header = (
+        f"# Comparison on {any_m['n_train']} training and {any_m['n_test']} test images, "
+        f"{any_m['epochs']} epochs, device {any_m['device']}\n\n"
+    )
+    with atomic_path(out / "comparison.md") as tmp:
+        tmp.write_text(header + comparison_table(results) + "\n", encoding="utf-8")
+    save_figure(plot_comparison(results), out / "comparison.png")
+    return results

@@ -1,0 +1,121 @@
+"""The model registry: build any course model by name, or rebuild it from a saved config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Callable
+
+from torch import nn
+
+from .cvt import CvT, CvTConfig, CvTStageConfig
+from .vit import ViT, ViTConfig
+
+__all__ = ["MODELS", "arch_of", "list_models", "model_config", "build_model", "model_from_config", "config_to_dict"]
+
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {"vit": (ViT, ViTConfig), "cvt": (CvT, CvTConfig)}
+
+
+def _vit(**kw: Any) -> tuple[str, ViTConfig]:
+    return "vit", ViTConfig(**kw)
+
+
+def _cvt(stages: list[dict[str, Any]], **kw: Any) -> tuple[str, CvTConfig]:
+    return "cvt", CvTConfig(stages=tuple(CvTStageConfig(**s) for s in stages), **kw)
+
+
+# CvT-13/21/W24 from Wu et al. 2021, Table 2: stage 1 embeds with a 7x7 conv of stride 4,
+# stages 2-3 with 3x3 convs of stride 2; only stage 3 has the [CLS] token.
+def _cvt_imagenet(dims: tuple[int, int, int], heads: tuple[int, int, int], depths: tuple[int, int, int]) -> tuple[str, CvTConfig]:
+    return _cvt(
+        [
+            dict(embed_dim=dims[0], depth=depths[0], num_heads=heads[0], kernel_size=7, stride=4, padding=2),
+            dict(embed_dim=dims[1], depth=depths[1], num_heads=heads[1]),
+            dict(embed_dim=dims[2], depth=depths[2], num_heads=heads[2], cls_token=True, drop_path=0.1),
+        ]
+    )
+
+
+MODELS: dict[str, Callable[[], tuple[str, Any]]] = {
+    # Sized for 32x32 CIFAR images; parameter counts within 15% of each other.
+    "vit-tiny": lambda: _vit(
+        image_size=32, patch_size=4, num_classes=10, embed_dim=128, depth=9, num_heads=4, mlp_ratio=2.0, drop_path_rate=0.1
+    ),
+    "cvt-tiny": lambda: _cvt(
+        [
+            dict(embed_dim=64, depth=1, num_heads=1, mlp_ratio=2.0, kernel_size=3, stride=2, padding=1),
+            dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=2.0, drop_path=0.05),
+            dict(embed_dim=192, depth=2, num_heads=3, mlp_ratio=2.0, cls_token=True, drop_path=0.1),
+        ],
+        num_classes=10,
+        image_size=32,
+    ),
+    # ViT-Ti/S/B from DeiT (Touvron et al. 2021) and ViT (Table 1).
+    "vit-ti16": lambda: _vit(embed_dim=192, depth=12, num_heads=3),
+    "vit-s16": lambda: _vit(embed_dim=384, depth=12, num_heads=6),
+    "vit-b16": lambda: _vit(embed_dim=768, depth=12, num_heads=12),
+    "cvt-13": lambda: _cvt_imagenet((64, 192, 384), (1, 3, 6), (1, 2, 10)),
+    "cvt-21": lambda: _cvt_imagenet((64, 192, 384), (1, 3, 6), (1, 4, 16)),
+    "cvt-w24": lambda: _cvt_imagenet((192, 768, 1024), (3, 12, 16), (2, 2, 20)),
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`build_model`."""
+    return sorted(MODELS)
+
+
+def model_config(name: str) -> tuple[str, Any]:
+    """The architecture (``"vit"`` or ``"cvt"``) and config object of a named model.
+
+    Raises:
+        KeyError: for an unknown name, listing the known ones.
+    """
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return MODELS[name]()
+
+
+def build_model(name: str, *, num_classes: int | None = None) -> nn.Module:
+    """Build a freshly initialised model by name (see :func:`list_models`).
+
+    Args:
+        name: for example ``"vit-tiny"`` or ``"cvt-13"``.
+        num_classes: replaces the config's number of classes when given.
+
+    Raises:
+        KeyError: for an unknown name.
+    """
+    arch, config = model_config(name)
+    d = config_to_dict(config)
+    if num_classes is not None:
+        d["num_classes"] = num_classes
+    return model_from_config(arch, d)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a model config (inverse of :func:`model_from_config`)."""
+    return asdict(config)
+
+
+def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from its architecture name and config dict, as saved in ``config.json``.
+
+    Raises:
+        ValueError: for an unknown architecture.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    cls, config_cls = ARCHITECTURES[arch]
+    return cls(config_cls(**config))
+
+
+def arch_of(model: nn.Module) -> str:
+    """The architecture name of a course model (``"vit"`` or ``"cvt"``).
+
+    Raises:
+        TypeError: for a model that is not one of :data:`ARCHITECTURES`.
+    """
+    for arch, (cls, _) in ARCHITECTURES.items():
+        if type(model) is cls:
+            return arch
+    raise TypeError(f"{type(model).__name__} is not a cvt_edu model; expected one of {sorted(ARCHITECTURES)}")

@@ -1,0 +1,130 @@
+"""Figures of the course: learning curves, comparison bars, confusion matrix, misclassified images.
+
+Every function returns the ``matplotlib`` figure, so a notebook shows it and a script saves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import torch
+from sklearn.metrics import ConfusionMatrixDisplay
+
+__all__ = ["show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified"]
+
+
+def show_images(
+    images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], n: int = 12, title: str = "CIFAR-10 images"
+) -> matplotlib.figure.Figure:
+    """A grid of ``n`` images drawn at random (fixed seed) with their class names.
+
+    Args:
+        images: uint8 images (N, 3, H, W).
+        labels: int tensor (N,).
+        classes: class names.
+    """
+    pick = _sample(torch.arange(len(images)), n)
+    return _image_grid(images[pick], [classes[int(labels[i])] for i in pick], title)
+
+
+def _sample(indices: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` of ``indices`` drawn at random with a fixed seed (data sets are often sorted by class)."""
+    order = torch.randperm(len(indices), generator=torch.Generator().manual_seed(seed))
+    return indices[order[:n]]
+
+
+def _image_grid(images: torch.Tensor, captions: Sequence[str], title: str, cols: int = 6) -> matplotlib.figure.Figure:
+    rows = max(1, -(-len(captions) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, caption) in enumerate(zip(axes.flat, captions)):
+        ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], title: str = "Learning curves") -> matplotlib.figure.Figure:
+    """Loss and accuracy per epoch, training and test, one colour per model.
+
+    Args:
+        histories: model name -> the ``history`` list of its ``metrics.json``.
+        title: figure title.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for i, (name, history) in enumerate(histories.items()):
+        epochs = [h["epoch"] for h in history]
+        color = f"C{i}"
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], color=color, ls="--", label=f"{name} train")
+        ax_loss.plot(epochs, [h["test_loss"] for h in history], color=color, label=f"{name} test")
+        ax_acc.plot(epochs, [100 * h["train_accuracy"] for h in history], color=color, ls="--", label=f"{name} train")
+        ax_acc.plot(epochs, [100 * h["test_accuracy"] for h in history], color=color, label=f"{name} test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss (nats)", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_comparison(results: Mapping[str, Mapping[str, Any]], title: str = "ViT vs CvT") -> matplotlib.figure.Figure:
+    """Bars of test accuracy, parameters and training throughput for each model.
+
+    Args:
+        results: model name -> its metrics (``test_accuracy``, ``params``, ``images_per_second``).
+    """
+    names = list(results)
+    panels = [
+        ("test accuracy (%)", [100 * results[n]["test_accuracy"] for n in names]),
+        ("parameters (millions)", [results[n]["params"] / 1e6 for n in names]),
+        ("training throughput (images/s)", [results[n]["images_per_second"] or 0 for n in names]),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (label, values) in zip(axes, panels):
+        bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(names))])
+        ax.bar_label(bars, fmt="%.3g")
+        ax.set(ylabel=label, title=label.split(" (")[0].capitalize())
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str = "Confusion matrix") -> matplotlib.figure.Figure:
+    """The confusion matrix as a picture: rows are true classes, columns predicted ones, counts of test images."""
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    ConfusionMatrixDisplay(torch.as_tensor(confusion).numpy(), display_labels=list(classes)).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
+    )
+    ax.set(title=title, xlabel="predicted class", ylabel="true class")
+    fig.tight_layout()
+    return fig
+
+
+def show_misclassified(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    predictions: torch.Tensor,
+    classes: Sequence[str],
+    n: int = 12,
+    title: str = "Misclassified test images (true -> predicted)",
+) -> matplotlib.figure.Figure:
+    """A grid of ``n`` images, drawn at random (fixed seed), whose prediction is wrong.
+
+    Args:
+        images: uint8 images (N, 3, H, W), as in :class:`cvt_edu.data.ImageTensors`.
+        labels, predictions: int tensors (N,).
+        classes: class names.
+        n: how many to show.
+    """
+    wrong = _sample((predictions != labels).nonzero().flatten(), n)
+    captions = [f"{classes[labels[i]]}\n-> {classes[predictions[i]]}" for i in wrong.tolist()]
+    return _image_grid(images[wrong], captions, title)

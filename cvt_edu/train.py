@@ -1,0 +1,357 @@
+"""Training and evaluation of the course models.
+
+AdamW with linear warmup then cosine decay (stepped every batch), label smoothing,
+mixed precision on CUDA (bfloat16 where the GPU supports it, else float16 with a
+gradient scaler), a seeded run, ``tqdm.auto`` progress bars, a per-epoch history, and
+a checkpoint after every epoch from which an interrupted run resumes.
+
+Files written to ``out_dir`` (each atomically):
+    ``model.safetensors``, ``config.json``  the model after the last finished epoch;
+    ``trainer_state.pt``                    everything needed to resume;
+    ``metrics.json``                        history and final results.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoint import atomic_path, save_pretrained, write_json
+from .cost import count_params
+from .data import ImageTensors, eval_transform, train_transform
+
+__all__ = [
+    "QUICK_ENV",
+    "quick_mode",
+    "pick_device",
+    "seed_everything",
+    "TrainConfig",
+    "make_optimizer",
+    "make_scheduler",
+    "evaluate",
+    "fit",
+]
+
+QUICK_ENV = "CVT_EDU_QUICK"
+TRAINER_STATE = "trainer_state.pt"
+METRICS = "metrics.json"
+
+
+def quick_mode(flag: bool | None = None) -> bool:
+    """Whether quick mode is on: ``flag`` if given, else ``$CVT_EDU_QUICK`` in (1, true, yes, on)."""
+    if flag is not None:
+        return flag
+    return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``name`` if given, else the best available device: cuda, then mps, then cpu."""
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: images per step.
+        lr: peak learning rate of AdamW, reached at the end of the warmup.
+        min_lr: learning rate at the end of the cosine decay.
+        weight_decay: AdamW decoupled weight decay (not applied to biases, norms, tokens, embeddings).
+        warmup_epochs: length of the linear warmup, in epochs (may be fractional).
+        label_smoothing: epsilon of the smoothed cross-entropy.
+        seed: seeds initialisation, data order and augmentation.
+        num_workers: DataLoader worker processes.
+        amp: mixed precision on CUDA (ignored elsewhere).
+        device: ``None`` picks cuda, then mps, then cpu.
+        train_subset, test_subset: use only this many images (``None``: all); quick mode sets them.
+        progress: show progress bars and print one line per epoch (``TQDM_DISABLE=1`` hides the bars only).
+    """
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+    amp: bool = True
+    device: str | None = None
+    train_subset: int | None = None
+    test_subset: int | None = None
+    progress: bool = True
+
+    def quick(self) -> "TrainConfig":
+        """The same config shrunk for a smoke run: 1 epoch, 512 training and 256 test images."""
+        return TrainConfig(
+            **{**asdict(self), "epochs": 1, "warmup_epochs": 0.2, "train_subset": 512, "test_subset": 256}
+        )
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices and conv kernels only (1-D parameters and tokens are exempt)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = p.ndim <= 1 or name.endswith(("cls_token", "pos_embed"))
+        (no_decay if exempt else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Linear warmup from lr/100 to lr, then cosine decay to ``min_lr``; step it after every batch."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(total - 1, max(1, round(cfg.warmup_epochs * steps_per_epoch)))
+    sched = torch.optim.lr_scheduler
+    return sched.SequentialLR(
+        optimizer,
+        [
+            sched.LinearLR(optimizer, start_factor=0.01, total_iters=warmup),
+            sched.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=cfg.min_lr),
+        ],
+        milestones=[warmup],
+    )
+
+
+def _autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on GPUs that have it natively, float16 on older ones (T4), nothing elsewhere."""
+    if not enabled or device.type != "cuda":
+        return nullcontext(), None
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    dtype = torch.bfloat16 if bf16 else torch.float16
+    scaler = None if bf16 else torch.amp.GradScaler("cuda")
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: ImageTensors, *, batch_size: int = 256, device: torch.device | str | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Accuracy, mean loss and confusion matrix of ``model`` on a data set.
+
+    Args:
+        model: returns logits (B, K) for images (B, 3, H, W).
+        data: uint8 images; the evaluation transform is applied here.
+        batch_size: images per forward pass.
+        device: ``None`` uses the model's device.
+        progress: show a progress bar.
+
+    Returns:
+        ``accuracy`` (0..1), ``loss`` (mean cross-entropy, nats), ``n``, ``confusion``
+        (K x K list, rows = true class), ``predictions`` and ``labels`` (int64 tensors, shape (n,)).
+    """
+    device = torch.device(device) if device else next(model.parameters()).device
+    model.eval()
+    loader = DataLoader(data.with_transform(eval_transform()), batch_size=batch_size)
+    preds, losses = [], []
+    for images, labels in tqdm(loader, desc="eval", leave=False, disable=not progress):
+        logits = model(images.to(device)).float()
+        losses.append(F.cross_entropy(logits, labels.to(device), reduction="sum").item())
+        preds.append(logits.argmax(1).cpu())
+    predictions = torch.cat(preds)
+    labels = data.labels
+    cm = confusion_matrix(labels.numpy(), predictions.numpy(), labels=list(range(len(data.classes))))
+    return {
+        "accuracy": float((predictions == labels).float().mean()),
+        "loss": sum(losses) / len(labels),
+        "n": len(labels),
+        "confusion": cm.tolist(),
+        "predictions": predictions,
+        "labels": labels,
+    }
+
+
+@dataclass
+class _State:
+    epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def _save_trainer_state(path: Path, model, optimizer, scheduler, scaler, state: _State) -> None:
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler else None,
+        "state": asdict(state),
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def fit(
+    model: nn.Module,
+    train_data: ImageTensors,
+    test_data: ImageTensors,
+    cfg: TrainConfig | None = None,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    name: str | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` and evaluate it on ``test_data`` after every epoch.
+
+    Args:
+        model: a freshly built course model (see :func:`cvt_edu.models.build_model`).
+        train_data, test_data: uint8 splits from :func:`cvt_edu.data.load_split`; the
+            training augmentation and the evaluation transform are applied here.
+        cfg: a :class:`TrainConfig`; ``None`` uses the defaults.
+        out_dir: where to write the checkpoint and ``metrics.json`` (nothing is written if ``None``).
+        name: the model's registry name, stored in ``config.json`` and ``metrics.json``.
+        resume: continue from ``out_dir/trainer_state.pt`` if it exists and the run
+            has the same number of epochs.
+
+    Returns:
+        The metrics (also written to ``metrics.json``): ``test_accuracy`` (0..1),
+        ``history`` (one dict per epoch), ``params``, ``device``, ``seconds`` (training
+        wall time), ``images_per_second``, ``confusion``, and the configs.
+    """
+    cfg = cfg or TrainConfig()
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    if cfg.train_subset:
+        train_data = train_data.subset(cfg.train_subset, cfg.seed)
+    if cfg.test_subset:
+        test_data = test_data.subset(cfg.test_subset, cfg.seed)
+    model.to(device)
+    loader = DataLoader(
+        train_data.with_transform(train_transform()),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=len(train_data) > cfg.batch_size,
+        num_workers=cfg.num_workers,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )
+    optimizer = make_optimizer(model, cfg, fused=device.type == "cuda")
+    scheduler = make_scheduler(optimizer, cfg, len(loader))
+    autocast, scaler = _autocast(device, cfg.amp)
+    state = _State()
+
+    out = Path(out_dir) if out_dir else None
+    if out and resume and (out / TRAINER_STATE).is_file():
+        saved = torch.load(out / TRAINER_STATE, map_location=device, weights_only=False)
+        if saved["state"]["epoch"] <= cfg.epochs:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            if scaler and saved["scaler"]:
+                scaler.load_state_dict(saved["scaler"])
+            state = _State(**saved["state"])
+            torch.set_rng_state(saved["rng"]["torch"])
+            np.random.set_state(saved["rng"]["numpy"])
+            random.setstate(saved["rng"]["python"])
+
+    label = name or type(model).__name__
+    final = None
+    epochs = tqdm(range(state.epoch, cfg.epochs), desc=label, initial=state.epoch, total=cfg.epochs, disable=not cfg.progress)
+    for epoch in epochs:
+        model.train()
+        loader.generator.manual_seed(cfg.seed + epoch)  # the data order depends only on the epoch, so resuming repeats it
+        start = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress)
+        for step, (images, labels) in enumerate(bar):
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with autocast:
+                logits = model(images)
+                loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            scheduler.step()
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
+            if cfg.progress and (step % 10 == 0 or step == len(loader) - 1):
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+        seconds = time.perf_counter() - start
+        state.train_seconds += seconds
+        final = evaluate(model, test_data, batch_size=max(256, cfg.batch_size), device=device)
+        state.epoch = epoch + 1
+        state.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum.item() / seen,
+                "train_accuracy": correct.item() / seen,
+                "test_loss": final["loss"],
+                "test_accuracy": final["accuracy"],
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": seconds,
+            }
+        )
+        epochs.set_postfix(test_acc=f"{final['accuracy']:.3f}")
+        if cfg.progress:
+            h = state.history[-1]
+            tqdm.write(
+                f"{label} epoch {h['epoch']}/{cfg.epochs}: train loss {h['train_loss']:.3f}, "
+                f"train acc {h['train_accuracy']:.3f} | test acc {h['test_accuracy']:.3f} | {seconds:.1f} s"
+            )
+        if out:
+            save_pretrained(model, out, name=name, classes=list(train_data.classes))
+            _save_trainer_state(out / TRAINER_STATE, model, optimizer, scheduler, scaler, state)
+
+    if final is None:  # resumed a finished run: evaluate the saved model
+        final = evaluate(model, test_data, batch_size=max(256, cfg.batch_size), device=device)
+    n_train = len(train_data) * len(state.history)
+    metrics = {
+        "model": name,
+        "test_accuracy": final["accuracy"],
+        "test_loss": final["loss"],
+        "n_test": final["n"],
+        "n_train": len(train_data),
+        "epochs": state.epoch,
+        "history": state.history,
+        "params": count_params(model),
+        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
+        "seconds": state.train_seconds,
+        "images_per_second": n_train / state.train_seconds if state.train_seconds else None,
+        "confusion": final["confusion"],
+        "classes": list(train_data.classes),
+        "train_config": asdict(cfg),
+    }
+    if out:
+        write_json(out / METRICS, metrics)
+    return metrics

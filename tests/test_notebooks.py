@@ -1,0 +1,53 @@
+"""The chapters: the same notebooks and code in both languages, a setup cell that works in Colab, committed outputs.
+
+nbval runs every notebook in quick mode (see conftest.py); these tests check what nbval does not.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PT = sorted((ROOT / "notebooks" / "pt").glob("*.ipynb"))
+ES = sorted((ROOT / "notebooks" / "es").glob("*.ipynb"))
+
+
+def code_cells(path: Path) -> list[str]:
+    """Code of every code cell, comments and blank lines removed."""
+    cells = []
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] == "code":
+            lines = (re.sub(r"\s*#.*$", "", line).rstrip() for line in "".join(cell["source"]).splitlines())
+            cells.append("\n".join(line for line in lines if line))
+    return cells
+
+
+def test_both_languages_have_the_same_chapters():
+    assert PT, "no notebooks in notebooks/pt"
+    assert [p.name for p in PT] == [p.name for p in ES]
+
+
+@pytest.mark.parametrize("pt", PT, ids=lambda p: p.name)
+def test_both_languages_have_the_same_code(pt):
+    assert code_cells(pt) == code_cells(ROOT / "notebooks" / "es" / pt.name)
+
+
+@pytest.mark.parametrize("path", PT + ES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_setup_cell_installs_cvt_edu_from_the_repository_and_picks_the_device(path):
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    setup = code_cells(path)[0]
+    assert f'REPO_URL = "{url}"' in setup
+    assert 'find_spec("cvt_edu") is None' in setup and "git+{REPO_URL}" in setup
+    assert "DEVICE = pick_device()" in setup and "QUICK = quick_mode()" in setup
+
+
+@pytest.mark.parametrize("path", PT + ES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_notebooks_are_committed_with_the_outputs_of_a_full_run(path):
+    cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("outputs") for c in cells), "every code cell has outputs"
+    text = json.dumps([c["outputs"] for c in cells])
+    assert "quick mode: False" in text, "outputs come from a full run, not quick mode"
+    assert "image/png" in text

@@ -1,0 +1,175 @@
+"""Speed benchmarks: ``python -m cvt_edu bench``.
+
+Compares ``cvt_edu``'s CvT-13 with the ``transformers`` CvT-13 holding the same
+weights, in one run: training-step and inference images per second and peak memory.
+Each measurement runs in a fresh subprocess, so that peak memory is that model's alone:
+on CUDA it is ``torch.cuda.max_memory_allocated``; on the CPU it is the growth of the
+process's peak resident set size (``ru_maxrss``) over its size before the first step.
+
+A training step is forward, cross-entropy loss, backward and an AdamW step (the same
+optimizer settings for both implementations).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import platform
+import resource
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["BenchConfig", "measure", "run_bench", "format_table"]
+
+
+@dataclass
+class BenchConfig:
+    """What to measure.
+
+    Attributes:
+        model: registry name of the ``cvt_edu`` model (``cvt-13`` or ``cvt-21``).
+        batch_size: images per step.
+        image_size: input side in pixels.
+        steps: timed steps after ``warmup`` untimed ones.
+        warmup: untimed steps (first-call costs, allocator warm-up, compilation).
+        device: ``cuda`` or ``cpu``; ``None`` picks cuda when there is one.
+        bf16: bfloat16 autocast (CUDA).
+        compile: also measure ``torch.compile``-d models.
+        seed: seeds the weights both implementations share.
+    """
+
+    model: str = "cvt-13"
+    batch_size: int = 32
+    image_size: int = 224
+    steps: int = 5
+    warmup: int = 2
+    device: str | None = None
+    bf16: bool = False
+    compile: bool = False
+    seed: int = 0
+
+
+def _build(impl: str, cfg: BenchConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The model of ``impl`` ("cvt_edu" or "transformers") with the shared weights, as images -> logits."""
+    from .pretrained import cvt_from_hf, hf_cvt_config
+
+    from transformers import CvtForImageClassification
+
+    torch.manual_seed(cfg.seed)
+    hf = CvtForImageClassification(hf_cvt_config(cfg.model))
+    if impl == "transformers":
+        return lambda x, m=hf: m(x).logits, hf
+    ours = cvt_from_hf(hf.config.to_dict(), hf.state_dict())
+    return (lambda x, m=ours: m(x)), ours
+
+
+def _peak_memory_mib(device: torch.device, baseline_kib: int) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
+
+
+def measure(impl: str, mode: str, cfg: BenchConfig) -> dict[str, Any]:
+    """Images per second and peak memory of one implementation in ``"train"`` or ``"infer"`` mode."""
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fn, model = _build(impl, cfg)
+    model.to(device).train(mode == "train")
+    if cfg.compile:
+        fn = torch.compile(fn)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
+    y = torch.randint(0, 1000, (cfg.batch_size,), device=device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4) if mode == "train" else None
+
+    def step() -> None:
+        if opt is None:
+            with torch.no_grad(), autocast:
+                fn(x)
+            return
+        with autocast:
+            loss = F.cross_entropy(fn(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(cfg.warmup):
+        step()
+    sync()
+    start = time.perf_counter()
+    for _ in range(cfg.steps):
+        step()
+    sync()
+    seconds = time.perf_counter() - start
+    return {
+        "impl": impl,
+        "mode": mode,
+        "images_per_second": cfg.steps * cfg.batch_size / seconds,
+        "peak_memory_mib": _peak_memory_mib(device, baseline),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+    }
+
+
+def _child(queue: mp.Queue, impl: str, mode: str, cfg: BenchConfig) -> None:
+    try:
+        queue.put(measure(impl, mode, cfg))
+    except Exception as e:  # reported by the parent
+        queue.put({"impl": impl, "mode": mode, "error": repr(e)})
+
+
+def run_bench(cfg: BenchConfig) -> list[dict[str, Any]]:
+    """Measure both implementations in training and inference, each in a fresh subprocess."""
+    ctx = mp.get_context("spawn")
+    rows = []
+    for mode in ("train", "infer"):
+        for impl in ("transformers", "cvt_edu"):
+            queue = ctx.Queue()
+            proc = ctx.Process(target=_child, args=(queue, impl, mode, cfg))
+            proc.start()
+            rows.append(queue.get())
+            proc.join()
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> str:
+    """A Markdown table with the speed-up of cvt_edu over transformers per mode."""
+    by = {(r["impl"], r["mode"]): r for r in rows}
+    device = next((r["device"] for r in rows if "device" in r), "?")
+    lines = [
+        f"{cfg.model}, batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size}, "
+        f"{'bf16 autocast' if cfg.bf16 else 'float32'}{', torch.compile' if cfg.compile else ''}, on {device}",
+        "",
+        "| mode | implementation | images/s | peak memory (MiB) | speed-up |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for mode in ("train", "infer"):
+        ref = by.get(("transformers", mode), {})
+        for impl in ("transformers", "cvt_edu"):
+            r = by.get((impl, mode), {})
+            if "error" in r or not r:
+                lines.append(f"| {mode} | {impl} | error: {r.get('error', 'missing')} | | |")
+                continue
+            speedup = r["images_per_second"] / ref["images_per_second"] if "images_per_second" in ref else float("nan")
+            lines.append(f"| {mode} | {impl} | {r['images_per_second']:.1f} | {r['peak_memory_mib']:.0f} | {speedup:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(cfg: BenchConfig, json_out: str | None = None) -> str:
+    rows = run_bench(cfg)
+    table = format_table(rows, cfg)
+    if json_out:
+        from .checkpoint import write_json
+
+        write_json(json_out, {"config": asdict(cfg), "rows": rows})
+    return table

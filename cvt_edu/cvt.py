@@ -62,7 +62,10 @@ class CvTConfig:
     ``attn_scale`` chooses the factor on Q K^T: ``"embed_dim"`` (1 / sqrt(C), what the
     released CvT code and its pretrained weights use) or ``"head_dim"`` (1 / sqrt(C / h),
     the textbook choice). ``image_size`` is informative (FLOP counts); CvT accepts other
-    sizes because it has no positional embedding.
+    sizes because it has no positional embedding. ``layer_norm_eps`` is the epsilon of every
+    LayerNorm (token embeddings, blocks, final norm); 1e-5, PyTorch's default, is what the released
+    CvT code and Hugging Face's CvT use. ``num_classes = 0`` builds the model without a
+    classifier: ``head`` is the identity and the model returns the normalised [CLS] token (B, C).
     """
 
     stages: tuple[CvTStageConfig, ...]
@@ -182,7 +185,7 @@ class CvT(nn.Module):
             CvTStage(s, in_chans=ch, attn_scale=c.attn_scale, eps=c.layer_norm_eps) for s, ch in zip(c.stages, chans)
         )
         self.norm = nn.LayerNorm(c.stages[-1].embed_dim, eps=c.layer_norm_eps)
-        self.head = nn.Linear(c.stages[-1].embed_dim, c.num_classes)
+        self.head = nn.Linear(c.stages[-1].embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
         for stage in self.stages:
             if stage.cls_token is not None:

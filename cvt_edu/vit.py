@@ -23,7 +23,12 @@ __all__ = ["ViTConfig", "ViTBlock", "ViT"]
 
 @dataclass(frozen=True)
 class ViTConfig:
-    """Hyper-parameters of a ViT; names follow the paper (Table 1)."""
+    """Hyper-parameters of a ViT; names follow the paper (Table 1).
+
+    ``layer_norm_eps`` is the epsilon of every LayerNorm (1e-6 in the original ViT code and in
+    torchvision; Hugging Face's ViT uses 1e-12). ``num_classes = 0`` builds the model without a
+    classifier: ``head`` is the identity and the model returns the normalised [CLS] token, (B, D).
+    """
 
     image_size: int = 224
     patch_size: int = 16
@@ -123,7 +128,7 @@ class ViT(nn.Module):
             )
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
-        self.head = nn.Linear(c.embed_dim, c.num_classes)
+        self.head = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
         self.apply(_init_weights)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)

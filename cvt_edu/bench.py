@@ -54,18 +54,28 @@ class BenchConfig:
     seed: int = 0
 
 
-def _build(impl: str, cfg: BenchConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model of ``impl`` ("cvt_edu" or "transformers") with the shared weights, as images -> logits."""
-    from .pretrained import cvt_from_hf, hf_cvt_config
+def hf_cvt_config(name: str):
+    """The ``transformers`` ``CvtConfig`` of CvT-13 or CvT-21 (1000 ImageNet classes)."""
+    from transformers import CvtConfig
 
+    depths = {"cvt-13": [1, 2, 10], "cvt-21": [1, 4, 16]}
+    if name not in depths:
+        raise ValueError(f"the benchmark compares cvt-13 or cvt-21, got {name!r}")
+    return CvtConfig(depth=depths[name], num_labels=1000)
+
+
+def _build(impl: str, cfg: BenchConfig) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.nn.Module]:
+    """The model of ``impl`` ("cvt_edu" or "transformers") with the shared weights, and its images -> logits function."""
     from transformers import CvtForImageClassification
+
+    from .pretrained import model_from_hf
 
     torch.manual_seed(cfg.seed)
     hf = CvtForImageClassification(hf_cvt_config(cfg.model))
     if impl == "transformers":
-        return lambda x, m=hf: m(x).logits, hf
-    ours = cvt_from_hf(hf.config.to_dict(), hf.state_dict())
-    return (lambda x, m=ours: m(x)), ours
+        return (lambda x: hf(x).logits), hf
+    ours = model_from_hf(hf.config.to_dict(), hf.state_dict())
+    return ours, ours
 
 
 def _peak_memory_mib(device: torch.device, baseline_kib: int) -> float:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m cvt_edu train|compare|evaluate`` (also installed as ``cvt-edu``)."""
+"""Command line: ``python -m cvt_edu train|compare|evaluate|bench`` (also installed as ``cvt-edu``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import sys
 from dataclasses import fields
 
+from .bench import BenchConfig
+from .bench import main as bench_main
 from .checkpoint import load_checkpoint
 from .data import DATA_ENV, load_split
 from .experiment import compare, load_data, train_model
@@ -57,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     _add_training(p)
 
+    p = sub.add_parser("bench", help="speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights")
+    b = BenchConfig()
+    p.add_argument("--model", default=b.model, choices=["cvt-13", "cvt-21"])
+    p.add_argument("--batch-size", type=int, default=b.batch_size)
+    p.add_argument("--image-size", type=int, default=b.image_size)
+    p.add_argument("--steps", type=int, default=b.steps, help="timed steps")
+    p.add_argument("--warmup", type=int, default=b.warmup, help="untimed steps first")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models")
+    p.add_argument("--json", default=None, help="also write the measurements to this JSON file")
+
     p = sub.add_parser("evaluate", help='print {"accuracy": ..., "n": ...} of a checkpoint on the test split')
     p.add_argument("--checkpoint", required=True, help="a folder with model.safetensors and config.json")
     p.add_argument("--device", default=None)
@@ -72,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             model.to(pick_device(args.device))
             result = evaluate(model, load_split("test", args.data))
             print(json.dumps({"accuracy": result["accuracy"], "n": result["n"]}))
+            return 0
+        if args.command == "bench":
+            names = {f.name for f in fields(BenchConfig)}
+            print(bench_main(BenchConfig(**{k: v for k, v in vars(args).items() if k in names}), args.json))
             return 0
         cfg = _train_config(args)
         data = load_data(args.data)

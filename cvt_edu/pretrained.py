@@ -97,15 +97,34 @@ def load_pretrained(name_or_path: str | os.PathLike) -> tuple[nn.Module, list[st
             f"{config_path}: model_type {model_type!r} is not supported; "
             f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)} (or a cvt_edu checkpoint)"
         )
-    state = _read_weights(folder)
+    return model_from_hf(config, _read_weights(folder)), _hf_label_names(config)
+
+
+def model_from_hf(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.Module:
+    """The ``cvt_edu`` model holding the weights of a ``transformers`` image classifier.
+
+    Args:
+        config: the model's ``config.json`` as a dict (``model_type`` "cvt" or "vit").
+        state: its state dict, ``transformers`` names.
+
+    Returns:
+        The model, in eval mode.
+
+    Raises:
+        ValueError: for another ``model_type``, or tensors with no place in the model.
+        RuntimeError: from ``load_state_dict`` if a tensor is missing or has the wrong shape.
+    """
+    model_type = config.get("model_type")
     if model_type == "cvt":
         model, names = CvT(cvt_config_from_hf(config)), hf_cvt_names(config)
-    else:
+    elif model_type == "vit":
         model, names = ViT(vit_config_from_hf(config)), hf_vit_names(config)
+    else:
+        raise ValueError(f"model_type {model_type!r} is not supported; supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}")
     state = rename_state_dict(state, names, ignore=_HF_IGNORED)
     _keep_batch_counters(state, model)
     model.load_state_dict(state, strict=True)
-    return model.eval(), _hf_label_names(config)
+    return model.eval()
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:

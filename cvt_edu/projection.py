@@ -89,7 +89,8 @@ class ConvQKV(nn.Module):
         kernel_size: s, the kernel of the depthwise convolutions.
         padding_q, stride_q: for the queries (stride 1 keeps N_q = H*W).
         padding_kv, stride_kv: for keys and values; ``stride_kv=2`` is the squeezed projection.
-        method: ``"dw_bn"``, ``"avg"`` or ``"linear"`` (see :class:`ConvProjection`).
+        method: ``"dw_bn"``, ``"avg"`` or ``"linear"`` (see :class:`ConvProjection`); with
+            ``"avg"`` only keys and values are pooled, as in the released code.
         bias: whether W^Q, W^K, W^V have a bias.
         with_cls_token: whether the first token is a [CLS] token to keep off the map.
 
@@ -116,7 +117,9 @@ class ConvQKV(nn.Module):
     ) -> None:
         super().__init__()
         self.with_cls_token = with_cls_token
-        self.conv_q = ConvProjection(dim=dim, kernel_size=kernel_size, stride=stride_q, padding=padding_q, method=method)
+        # As in the released CvT code, "avg" pools keys and values only; the queries stay linear.
+        method_q = "linear" if method == "avg" else method
+        self.conv_q = ConvProjection(dim=dim, kernel_size=kernel_size, stride=stride_q, padding=padding_q, method=method_q)
         self.conv_k = ConvProjection(dim=dim, kernel_size=kernel_size, stride=stride_kv, padding=padding_kv, method=method)
         self.conv_v = ConvProjection(dim=dim, kernel_size=kernel_size, stride=stride_kv, padding=padding_kv, method=method)
         self.linear = LinearQKV(dim=dim, bias=bias)

@@ -20,7 +20,7 @@ from .models import build_model
 from .plots import plot_comparison, plot_curves
 from .train import METRICS, TrainConfig, fit, quick_mode, seed_everything
 
-__all__ = ["load_data", "train_model", "compare", "comparison_table"]
+__all__ = ["load_data", "train_model", "compare", "comparison_table", "data_fraction_study"]
 
 
 def load_data(path: str | os.PathLike | None = None) -> tuple[ImageTensors, ImageTensors]:
@@ -65,7 +65,7 @@ def train_model(
     metrics.update(count_flops(model, (1, *train.images.shape[1:])))
     metrics["quick"] = quick_mode(quick)
     write_json(out / METRICS, metrics)
-    save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves"), out / "curves.png")
+    save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves", lang="en"), out / "curves.png")
     return metrics
 
 
@@ -108,5 +108,52 @@ def compare(
     )
     with atomic_path(out / "comparison.md") as tmp:
         tmp.write_text(header + comparison_table(results) + "\n", encoding="utf-8")
-    save_figure(plot_comparison(results), out / "comparison.png")
+    save_figure(plot_comparison(results, lang="en"), out / "comparison.png")
     return results
+
+
+def data_fraction_study(
+    names: list[str],
+    data: tuple[ImageTensors, ImageTensors],
+    cfg: TrainConfig,
+    fractions: list[float],
+    out_dir: str | os.PathLike,
+    *,
+    quick: bool | None = None,
+) -> dict[str, dict[float, float]]:
+    """Test accuracy of each model trained on a fraction of the training images.
+
+    Every run uses the same recipe and number of epochs, on the first ``round(f * N)``
+    images of a fixed random permutation (so smaller sets are subsets of larger ones); the
+    test set is always the whole test split. The run on all images (``f = 1``) is written to
+    ``out_dir/<name>``, the folder :func:`compare` uses, so a finished comparison is reused
+    rather than trained again; the others to ``out_dir/<name>-<percent>pct``.
+
+    Args:
+        names: registry names.
+        data: (train, test) splits.
+        cfg: the recipe; in quick mode shrunk with :meth:`TrainConfig.quick` (fractions then
+            apply to its 512 images).
+        fractions: in (0, 1].
+        out_dir: output folder.
+        quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
+
+    Returns:
+        ``{name: {fraction: test accuracy in 0..1}}``.
+
+    Raises:
+        ValueError: for a fraction outside (0, 1].
+    """
+    if any(not 0 < f <= 1 for f in fractions):
+        raise ValueError(f"fractions must be in (0, 1], got {fractions}")
+    if quick_mode(quick):
+        cfg = cfg.quick()
+    base = cfg.train_subset or len(data[0])
+    out = Path(out_dir)
+    accuracy: dict[str, dict[float, float]] = {name: {} for name in names}
+    for f in sorted(fractions):
+        run = replace(cfg, train_subset=max(cfg.batch_size, round(f * base)))
+        for name in names:
+            folder = out / (name if f == 1 else f"{name}-{round(100 * f)}pct")
+            accuracy[name][f] = train_model(name, data, run, folder, quick=False)["test_accuracy"]
+    return accuracy

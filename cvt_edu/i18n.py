@@ -6,7 +6,7 @@ Code cells are the same in both languages, so a notebook never spells out a labe
 
 from __future__ import annotations
 
-__all__ = ["STRINGS", "t"]
+__all__ = ["STRINGS", "CLASS_NAMES", "t", "class_names"]
 
 STRINGS: dict[str, dict[str, str]] = {
     "pt": {
@@ -27,6 +27,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "misclassified": "Imagens de teste classificadas errado (verdadeira -> prevista)",
         "cifar_images": "Imagens do CIFAR-10",
         "comparison": "ViT vs CvT",
+        "train_fraction": "imagens de treino usadas (% de {n})",
+        "data_fraction": "Acurácia de teste conforme a quantidade de dados",
     },
     "es": {
         "epoch": "época",
@@ -46,6 +48,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "misclassified": "Imágenes de prueba mal clasificadas (verdadera -> predicha)",
         "cifar_images": "Imágenes de CIFAR-10",
         "comparison": "ViT vs CvT",
+        "train_fraction": "imágenes de entrenamiento usadas (% de {n})",
+        "data_fraction": "Exactitud de prueba según la cantidad de datos",
     },
     "en": {
         "epoch": "epoch",
@@ -65,8 +69,28 @@ STRINGS: dict[str, dict[str, str]] = {
         "misclassified": "Misclassified test images (true -> predicted)",
         "cifar_images": "CIFAR-10 images",
         "comparison": "ViT vs CvT",
+        "train_fraction": "training images used (% of {n})",
+        "data_fraction": "Test accuracy against the amount of data",
     },
 }
+
+# CIFAR-10 class names in each language (other data sets keep their folder names).
+CLASS_NAMES: dict[str, dict[str, str]] = {
+    "pt": dict(airplane="avião", automobile="automóvel", bird="pássaro", cat="gato", deer="cervo",
+               dog="cachorro", frog="sapo", horse="cavalo", ship="navio", truck="caminhão"),
+    "es": dict(airplane="avión", automobile="automóvil", bird="pájaro", cat="gato", deer="ciervo",
+               dog="perro", frog="rana", horse="caballo", ship="barco", truck="camión"),
+}
+
+
+def class_names(classes: list[str] | tuple[str, ...], lang: str | None = None) -> list[str]:
+    """The class names in ``lang`` where known (CIFAR-10), else unchanged."""
+    if lang is None:
+        from .quiz import notebook_language
+
+        lang = notebook_language()
+    names = CLASS_NAMES.get(lang, {})
+    return [names.get(c, c) for c in classes]
 
 
 def t(key: str, lang: str | None = None) -> str:

@@ -1,6 +1,8 @@
 """Figures of the course: learning curves, comparison bars, confusion matrix, misclassified images.
 
 Every function returns the ``matplotlib`` figure, so a notebook shows it and a script saves it.
+Labels are in ``lang`` ("pt", "es" or "en"); ``None`` means the notebook's language
+(:func:`cvt_edu.quiz.notebook_language`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import matplotlib.pyplot as plt
 import torch
 from sklearn.metrics import ConfusionMatrixDisplay
 
-__all__ = ["show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified"]
+from .i18n import t
+
+__all__ = ["show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified", "plot_data_fraction"]
 
 
 def show_images(
-    images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], n: int = 12, title: str = "CIFAR-10 images"
+    images: torch.Tensor, labels: torch.Tensor, classes: Sequence[str], n: int = 12, title: str | None = None, lang: str | None = None
 ) -> matplotlib.figure.Figure:
     """A grid of ``n`` images drawn at random (fixed seed) with their class names.
 
@@ -28,7 +32,7 @@ def show_images(
         classes: class names.
     """
     pick = _sample(torch.arange(len(images)), n)
-    return _image_grid(images[pick], [classes[int(labels[i])] for i in pick], title)
+    return _image_grid(images[pick], [classes[int(labels[i])] for i in pick], title or t("cifar_images", lang))
 
 
 def _sample(indices: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -50,32 +54,37 @@ def _image_grid(images: torch.Tensor, captions: Sequence[str], title: str, cols:
     return fig
 
 
-def plot_curves(histories: Mapping[str, Sequence[Mapping[str, float]]], title: str = "Learning curves") -> matplotlib.figure.Figure:
+def plot_curves(
+    histories: Mapping[str, Sequence[Mapping[str, float]]], title: str | None = None, lang: str | None = None
+) -> matplotlib.figure.Figure:
     """Loss and accuracy per epoch, training and test, one colour per model.
 
     Args:
         histories: model name -> the ``history`` list of its ``metrics.json``.
         title: figure title.
     """
+    tr, te = t("train", lang), t("test", lang)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for i, (name, history) in enumerate(histories.items()):
         epochs = [h["epoch"] for h in history]
         color = f"C{i}"
-        ax_loss.plot(epochs, [h["train_loss"] for h in history], color=color, ls="--", label=f"{name} train")
-        ax_loss.plot(epochs, [h["test_loss"] for h in history], color=color, label=f"{name} test")
-        ax_acc.plot(epochs, [100 * h["train_accuracy"] for h in history], color=color, ls="--", label=f"{name} train")
-        ax_acc.plot(epochs, [100 * h["test_accuracy"] for h in history], color=color, label=f"{name} test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss (nats)", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+        ax_loss.plot(epochs, [h["train_loss"] for h in history], color=color, ls="--", label=f"{name} {tr}")
+        ax_loss.plot(epochs, [h["test_loss"] for h in history], color=color, label=f"{name} {te}")
+        ax_acc.plot(epochs, [100 * h["train_accuracy"] for h in history], color=color, ls="--", label=f"{name} {tr}")
+        ax_acc.plot(epochs, [100 * h["test_accuracy"] for h in history], color=color, label=f"{name} {te}")
+    ax_loss.set(xlabel=t("epoch", lang), ylabel=t("loss", lang), title=t("loss_title", lang))
+    ax_acc.set(xlabel=t("epoch", lang), ylabel=t("accuracy", lang), title=t("accuracy_title", lang))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(title or t("learning_curves", lang))
     fig.tight_layout()
     return fig
 
 
-def plot_comparison(results: Mapping[str, Mapping[str, Any]], title: str = "ViT vs CvT") -> matplotlib.figure.Figure:
+def plot_comparison(
+    results: Mapping[str, Mapping[str, Any]], title: str | None = None, lang: str | None = None
+) -> matplotlib.figure.Figure:
     """Bars of test accuracy, parameters and training throughput for each model.
 
     Args:
@@ -83,9 +92,9 @@ def plot_comparison(results: Mapping[str, Mapping[str, Any]], title: str = "ViT 
     """
     names = list(results)
     panels = [
-        ("test accuracy (%)", [100 * results[n]["test_accuracy"] for n in names]),
-        ("parameters (millions)", [results[n]["params"] / 1e6 for n in names]),
-        ("training throughput (images/s)", [results[n]["images_per_second"] or 0 for n in names]),
+        (t("test_accuracy", lang), [100 * results[n]["test_accuracy"] for n in names]),
+        (t("params_m", lang), [results[n]["params"] / 1e6 for n in names]),
+        (t("throughput", lang), [results[n]["images_per_second"] or 0 for n in names]),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, (label, values) in zip(axes, panels):
@@ -93,18 +102,20 @@ def plot_comparison(results: Mapping[str, Mapping[str, Any]], title: str = "ViT 
         ax.bar_label(bars, fmt="%.3g")
         ax.set(ylabel=label, title=label.split(" (")[0].capitalize())
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title)
+    fig.suptitle(title or t("comparison", lang))
     fig.tight_layout()
     return fig
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str = "Confusion matrix") -> matplotlib.figure.Figure:
+def plot_confusion(
+    confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str | None = None, lang: str | None = None
+) -> matplotlib.figure.Figure:
     """The confusion matrix as a picture: rows are true classes, columns predicted ones, counts of test images."""
     fig, ax = plt.subplots(figsize=(6.5, 6))
     ConfusionMatrixDisplay(torch.as_tensor(confusion).numpy(), display_labels=list(classes)).plot(
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
     )
-    ax.set(title=title, xlabel="predicted class", ylabel="true class")
+    ax.set(title=title or t("confusion", lang), xlabel=t("predicted_class", lang), ylabel=t("true_class", lang))
     fig.tight_layout()
     return fig
 
@@ -115,7 +126,8 @@ def show_misclassified(
     predictions: torch.Tensor,
     classes: Sequence[str],
     n: int = 12,
-    title: str = "Misclassified test images (true -> predicted)",
+    title: str | None = None,
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """A grid of ``n`` images, drawn at random (fixed seed), whose prediction is wrong.
 
@@ -127,4 +139,28 @@ def show_misclassified(
     """
     wrong = _sample((predictions != labels).nonzero().flatten(), n)
     captions = [f"{classes[labels[i]]}\n-> {classes[predictions[i]]}" for i in wrong.tolist()]
-    return _image_grid(images[wrong], captions, title)
+    return _image_grid(images[wrong], captions, title or t("misclassified", lang))
+
+
+def plot_data_fraction(
+    accuracy: Mapping[str, Mapping[float, float]], n_train: int, title: str | None = None, lang: str | None = None
+) -> matplotlib.figure.Figure:
+    """Test accuracy against the share of training images used, one line per model.
+
+    Args:
+        accuracy: model name -> {fraction in (0, 1]: test accuracy in 0..1}, as returned by
+            :func:`cvt_edu.experiment.data_fraction_study`.
+        n_train: the number of training images that fraction 1 means (for the top axis label).
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (name, points) in enumerate(accuracy.items()):
+        fractions = sorted(points)
+        ax.plot([100 * f for f in fractions], [100 * points[f] for f in fractions], "o-", color=f"C{i}", label=name)
+        for f in fractions:
+            ax.annotate(f"{100 * points[f]:.1f}", (100 * f, 100 * points[f]), textcoords="offset points", xytext=(0, 6),
+                        ha="center", fontsize=8, color=f"C{i}")
+    ax.set(xlabel=t("train_fraction", lang).format(n=n_train), ylabel=t("test_accuracy", lang), title=title or t("data_fraction", lang))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -3,10 +3,11 @@
 One concept per module: :mod:`~cvt_edu.patching` (patches and token embeddings),
 :mod:`~cvt_edu.projection` (linear and convolutional Q/K/V projections),
 :mod:`~cvt_edu.attention` (multi-head attention and attention maps),
-:mod:`~cvt_edu.vit` and :mod:`~cvt_edu.cvt` (the models), :mod:`~cvt_edu.models`
-(the registry), :mod:`~cvt_edu.data`, :mod:`~cvt_edu.train`, :mod:`~cvt_edu.cost`,
-:mod:`~cvt_edu.plots`, :mod:`~cvt_edu.experiment`, :mod:`~cvt_edu.cli` and
-:mod:`~cvt_edu.pretrained` (Hugging Face and torchvision weights in the course's models).
+:mod:`~cvt_edu.vit`, :mod:`~cvt_edu.cvt`, :mod:`~cvt_edu.swin` and :mod:`~cvt_edu.pvt`
+(the models), :mod:`~cvt_edu.models` (the registry), :mod:`~cvt_edu.pretrained` (Hugging Face
+and torchvision weights in the course's models), :mod:`~cvt_edu.data`, :mod:`~cvt_edu.train`,
+:mod:`~cvt_edu.cost`, :mod:`~cvt_edu.plots`, :mod:`~cvt_edu.experiment`, :mod:`~cvt_edu.bench`,
+:mod:`~cvt_edu.quiz`, :mod:`~cvt_edu.i18n` and :mod:`~cvt_edu.cli`.
 """
 
 from .checkpoint import load_checkpoint, save_pretrained

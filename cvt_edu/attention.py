@@ -6,6 +6,10 @@ width C / num_heads whose outputs are concatenated and projected.
 Two paths give the same output: an explicit one that keeps the attention weights
 for plotting, and ``torch.nn.functional.scaled_dot_product_attention`` (fused
 kernels, no weights kept) used otherwise.
+
+An optional additive bias B enters before the softmax, softmax(Q K^T * scale + B) V:
+Swin's relative position bias and its shifted-window mask (Liu et al. 2021, Sec. 3.2,
+Eq. 4) are such biases.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class MultiHeadAttention(nn.Module):
 
     Shapes:
         query (B, N_q, C), key and value (B, N_k, C) -> (B, N_q, C).
+        ``attn_bias``, optional, any shape that broadcasts to (B, h, N_q, N_k), for example
+        (h, N_q, N_k) for a bias shared by the batch; it is added to the scaled scores.
         With ``keep_attention = True`` the weights, shape (B, h, N_q, N_k), are kept in
         ``last_attention`` after each forward.
 
@@ -58,15 +64,22 @@ class MultiHeadAttention(nn.Module):
         self.keep_attention = False
         self.last_attention: torch.Tensor | None = None
 
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.num_heads) for t in (query, key, value))
         drop = self.attn_drop if self.training else 0.0
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)  # under autocast the scores are in the low precision
         if self.keep_attention:
-            weights = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
+            scores = (q @ k.transpose(-2, -1)) * self.scale
+            if attn_bias is not None:
+                scores = scores + attn_bias
+            weights = torch.softmax(scores, dim=-1)
             self.last_attention = weights.detach()
             out = F.dropout(weights, drop, self.training) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=drop, scale=self.scale)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, dropout_p=drop, scale=self.scale)
         return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
 
 

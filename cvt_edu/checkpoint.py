@@ -59,7 +59,7 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, **extra: Any) -
     """Save a course model as ``folder/model.safetensors`` and ``folder/config.json``.
 
     Args:
-        model: a :class:`~cvt_edu.vit.ViT` or :class:`~cvt_edu.cvt.CvT`.
+        model: a course model, one of :data:`~cvt_edu.models.ARCHITECTURES` (ViT, CvT, Swin, PVT).
         folder: created if missing.
         **extra: more JSON-ready fields for ``config.json`` (model name, class names, ...).
     """

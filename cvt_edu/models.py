@@ -8,15 +8,30 @@ from typing import Any, Callable
 from torch import nn
 
 from .cvt import CvT, CvTConfig, CvTStageConfig
+from .pvt import PVT, PVTConfig
+from .swin import Swin, SwinConfig
 from .vit import ViT, ViTConfig
 
 __all__ = ["MODELS", "arch_of", "list_models", "model_config", "build_model", "model_from_config", "config_to_dict"]
 
-ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {"vit": (ViT, ViTConfig), "cvt": (CvT, CvTConfig)}
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
+    "vit": (ViT, ViTConfig),
+    "cvt": (CvT, CvTConfig),
+    "swin": (Swin, SwinConfig),
+    "pvt": (PVT, PVTConfig),
+}
 
 
 def _vit(**kw: Any) -> tuple[str, ViTConfig]:
     return "vit", ViTConfig(**kw)
+
+
+def _swin(**kw: Any) -> tuple[str, SwinConfig]:
+    return "swin", SwinConfig(**kw)
+
+
+def _pvt(**kw: Any) -> tuple[str, PVTConfig]:
+    return "pvt", PVTConfig(**kw)
 
 
 def _cvt(stages: list[dict[str, Any]], **kw: Any) -> tuple[str, CvTConfig]:
@@ -49,6 +64,30 @@ MODELS: dict[str, Callable[[], tuple[str, Any]]] = {
         num_classes=10,
         image_size=32,
     ),
+    # Swin and PVT for 32x32: patches of 2 and three stages (16x16, 8x8, 4x4 token maps).
+    # Swin: 4x4 windows, so stage 3 is one window (no shift there), as Swin-T's 7x7 stage 4.
+    "swin-tiny": lambda: _swin(
+        image_size=32,
+        patch_size=2,
+        num_classes=10,
+        embed_dim=48,
+        depths=(2, 2, 2),
+        num_heads=(3, 6, 12),
+        window_size=4,
+        drop_path_rate=0.1,
+    ),
+    # PVT: reduction ratios 4-2-1 give 4x4 keys and values in every stage, as 8-4-2-1 give 7x7 in PVT-Tiny.
+    "pvt-tiny": lambda: _pvt(
+        image_size=32,
+        num_classes=10,
+        embed_dims=(48, 96, 160),
+        depths=(2, 2, 2),
+        num_heads=(1, 2, 5),
+        mlp_ratios=(4, 4, 4),
+        sr_ratios=(4, 2, 1),
+        patch_sizes=(2, 2, 2),
+        drop_path_rate=0.1,
+    ),
     # ViT-Ti/S/B from DeiT (Touvron et al. 2021) and ViT (Table 1).
     "vit-ti16": lambda: _vit(embed_dim=192, depth=12, num_heads=3),
     "vit-s16": lambda: _vit(embed_dim=384, depth=12, num_heads=6),
@@ -56,6 +95,10 @@ MODELS: dict[str, Callable[[], tuple[str, Any]]] = {
     "cvt-13": lambda: _cvt_imagenet((64, 192, 384), (1, 3, 6), (1, 2, 10)),
     "cvt-21": lambda: _cvt_imagenet((64, 192, 384), (1, 3, 6), (1, 4, 16)),
     "cvt-w24": lambda: _cvt_imagenet((192, 768, 1024), (3, 12, 16), (2, 2, 20)),
+    # Swin-T (Liu et al. 2021, Sec. 3.3): C = 96, depths 2-2-6-2, M = 7; stochastic depth 0.2 (App. A2.1).
+    "swin-t": lambda: _swin(drop_path_rate=0.2),
+    # PVT-Tiny (Wang et al. 2021, Table 1); stochastic depth 0.1 as in its ImageNet training.
+    "pvt-v1-tiny": lambda: _pvt(drop_path_rate=0.1),
 }
 
 
@@ -65,7 +108,7 @@ def list_models() -> list[str]:
 
 
 def model_config(name: str) -> tuple[str, Any]:
-    """The architecture (``"vit"`` or ``"cvt"``) and config object of a named model.
+    """The architecture (``"vit"``, ``"cvt"``, ``"swin"`` or ``"pvt"``) and config object of a named model.
 
     Raises:
         KeyError: for an unknown name, listing the known ones.
@@ -110,7 +153,7 @@ def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
 
 
 def arch_of(model: nn.Module) -> str:
-    """The architecture name of a course model (``"vit"`` or ``"cvt"``).
+    """The architecture name of a course model (``"vit"``, ``"cvt"``, ``"swin"`` or ``"pvt"``).
 
     Raises:
         TypeError: for a model that is not one of :data:`ARCHITECTURES`.

@@ -144,6 +144,7 @@ class ConvTokenEmbedding(nn.Module):
         in_chans: channels of the input map.
         embed_dim: C_i, the width of the new tokens.
         kernel_size, stride, padding: s, s - o and p.
+        eps: LayerNorm epsilon.
 
     Shapes:
         input (B, C_{i-1}, H_{i-1}, W_{i-1}) -> output (B, H_i*W_i, C_i) and the
@@ -153,11 +154,11 @@ class ConvTokenEmbedding(nn.Module):
         ValueError: on a wrong channel count, or a map smaller than the kernel.
     """
 
-    def __init__(self, *, in_chans: int, embed_dim: int, kernel_size: int, stride: int, padding: int) -> None:
+    def __init__(self, *, in_chans: int, embed_dim: int, kernel_size: int, stride: int, padding: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.in_chans = in_chans
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=kernel_size, stride=stride, padding=padding)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = nn.LayerNorm(embed_dim, eps=eps)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         check_image(x, self.in_chans)

@@ -44,7 +44,7 @@ __all__ = [
     "vit_from_torchvision",
 ]
 
-SUPPORTED_MODEL_TYPES = ("cvt", "vit")
+SUPPORTED_MODEL_TYPES = ("cvt", "vit", "swin", "pvt")
 
 # A Hub id is "owner/name"; anything else (or an existing folder) is a local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -60,15 +60,18 @@ def load_pretrained(name_or_path: str | os.PathLike) -> tuple[nn.Module, list[st
 
     Args:
         name_or_path: one of
-            - a Hugging Face Hub id, ``"microsoft/cvt-13"``, ``"microsoft/cvt-21"`` or
-              ``"google/vit-base-patch16-224"`` (downloaded with ``huggingface_hub``: needs internet);
+            - a Hugging Face Hub id, ``"microsoft/cvt-13"``, ``"microsoft/cvt-21"``,
+              ``"google/vit-base-patch16-224"``, ``"microsoft/swin-tiny-patch4-window7-224"`` or a
+              PVT-Tiny checkpoint of the ``transformers`` PVT model such as ``"Zetatech/pvt-tiny-224"``
+              (downloaded with ``huggingface_hub``: needs internet);
             - a folder written by ``transformers``' ``save_pretrained`` (``config.json`` whose
-              ``model_type`` is ``"cvt"`` or ``"vit"``, plus ``model.safetensors`` or
-              ``pytorch_model.bin``) for ``CvtForImageClassification`` or ``ViTForImageClassification``;
+              ``model_type`` is ``"cvt"``, ``"vit"``, ``"swin"`` or ``"pvt"``, plus ``model.safetensors``
+              or ``pytorch_model.bin``) of an image classifier;
             - a folder written by :func:`cvt_edu.save_pretrained` (``config.json`` with ``"arch"``).
 
     Returns:
-        The model (a :class:`~cvt_edu.cvt.CvT` or :class:`~cvt_edu.vit.ViT`, on the CPU, in eval
+        The model (a :class:`~cvt_edu.cvt.CvT`, :class:`~cvt_edu.vit.ViT`, :class:`~cvt_edu.swin.Swin`
+        or :class:`~cvt_edu.pvt.PVT`, on the CPU, in eval
         mode), mapping images (B, 3, H, W) to logits (B, K), and the K label names: from
         ``id2label`` for Hugging Face folders, from the ``classes`` saved with a ``cvt_edu``
         checkpoint, else ``"0"`` ... ``"K-1"``.
@@ -104,7 +107,7 @@ def model_from_hf(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.
     """The ``cvt_edu`` model holding the weights of a ``transformers`` image classifier.
 
     Args:
-        config: the model's ``config.json`` as a dict (``model_type`` "cvt" or "vit").
+        config: the model's ``config.json`` as a dict (``model_type`` "cvt", "vit", "swin" or "pvt").
         state: its state dict, ``transformers`` names.
 
     Returns:
@@ -115,6 +118,10 @@ def model_from_hf(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.
         RuntimeError: from ``load_state_dict`` if a tensor is missing or has the wrong shape.
     """
     model_type = config.get("model_type")
+    if model_type in ("swin", "pvt"):
+        from .pretrained_swin_pvt import pvt_from_hf, swin_from_hf
+
+        return (swin_from_hf if model_type == "swin" else pvt_from_hf)(config, state).eval()
     if model_type == "cvt":
         model, names = CvT(cvt_config_from_hf(config)), hf_cvt_names(config)
     elif model_type == "vit":

@@ -118,12 +118,16 @@ class TrainConfig:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
-    """AdamW with weight decay on weight matrices and conv kernels only (1-D parameters and tokens are exempt)."""
+    """AdamW with weight decay on weight matrices and conv kernels only.
+
+    Exempt, as in the reference trainings: 1-D parameters (biases, norms), the [CLS] token,
+    positional embeddings and Swin's relative position bias tables.
+    """
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        exempt = p.ndim <= 1 or name.endswith(("cls_token", "pos_embed"))
+        exempt = p.ndim <= 1 or name.endswith(("cls_token", "pos_embed", "relative_position_bias_table"))
         (no_decay if exempt else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)

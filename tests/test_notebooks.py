@@ -51,3 +51,34 @@ def test_notebooks_are_committed_with_the_outputs_of_a_full_run(path):
     text = json.dumps([c["outputs"] for c in cells])
     assert "quick mode: False" in text, "outputs come from a full run, not quick mode"
     assert "image/png" in text
+
+
+@pytest.mark.parametrize("path", PT + ES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_chapter_has_goals_exercises_with_hidden_solutions_and_a_quiz(path):
+    from cvt_edu.quiz import load_quiz
+
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert nb["metadata"]["cvt_edu"]["lang"] == path.parent.name
+    markdown = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert markdown.count("<details>") >= 3, "3 or more exercises with hidden solutions"
+    assert code_cells(path)[-1].endswith(f'show_quiz("{path.stem}")'), "the chapter ends with its quiz"
+    questions = load_quiz(path.parent / "quizzes" / f"{path.stem}.json")
+    assert len(questions) >= 5
+
+
+@pytest.mark.parametrize("lang", ["pt", "es"])
+def test_quiz_interface_is_in_the_chapters_language(lang, monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from cvt_edu.quiz import show_quiz
+
+    InteractiveShell.instance()
+    monkeypatch.chdir(ROOT / "notebooks" / lang)
+    with capture_output() as captured:
+        show_quiz(PT[0].stem)
+    shown = " ".join(str(o.data) for o in captured.outputs)
+    assert "questions" in shown
+    for english in ("Correct!", "Incorrect -- try again.", "Type numeric answer here:", "Type your answer here:"):
+        assert english not in shown
+    assert ("Correto!" if lang == "pt" else "¡Correcto!") in shown

@@ -17,10 +17,9 @@ from einops import rearrange
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .layers import DropPath, Mlp
+from .layers import DropPath, Mlp, StagedClassifier, init_weights
 from .patching import ConvTokenEmbedding
 from .projection import ConvQKV
-from .vit import _init_weights
 
 __all__ = ["CvTStageConfig", "CvTConfig", "CvTBlock", "CvTStage", "CvT"]
 
@@ -161,7 +160,7 @@ class CvTStage(nn.Module):
         return rearrange(tokens[:, n_cls:], "b (h w) c -> b c h w", h=h, w=w), cls
 
 
-class CvT(nn.Module):
+class CvT(StagedClassifier):
     """CvT classifier.
 
     Args:
@@ -186,24 +185,7 @@ class CvT(nn.Module):
         )
         self.norm = nn.LayerNorm(c.stages[-1].embed_dim, eps=c.layer_norm_eps)
         self.head = nn.Linear(c.stages[-1].embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(init_weights)
         for stage in self.stages:
             if stage.cls_token is not None:
                 nn.init.trunc_normal_(stage.cls_token, std=0.02)
-
-    def forward_stages(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        maps, x, cls = [], images, None
-        for stage in self.stages:
-            x, cls = stage(x)
-            maps.append(x)
-        return maps, cls
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The normalised [CLS] token of the last stage, shape (B, C)."""
-        return self.norm(self.forward_stages(images)[1][:, 0])
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(images))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Mlp", "DropPath"]
+__all__ = ["Mlp", "DropPath", "StagedClassifier", "init_weights"]
 
 
 class Mlp(nn.Module):
@@ -64,3 +64,44 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def init_weights(m: nn.Module) -> None:
+    """Truncated-normal linear weights (std 0.02), zero biases, unit LayerNorm: the ViT/CvT/Swin/PVT initialisation."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+class StagedClassifier(nn.Module):
+    """What hierarchical classifiers whose last stage carries a [CLS] token share (CvT, PVT).
+
+    Subclasses set ``self.stages`` (each stage maps a map (B, C_{i-1}, H, W) to a map
+    (B, C_i, H_i, W_i) and a [CLS] token (B, 1, C_i) or ``None``), ``self.norm`` and ``self.head``.
+
+    Shapes:
+        ``forward_stages``: images (B, C, H, W) -> the map of every stage and the last [CLS] token (B, 1, C).
+        ``forward_features``: the normalised [CLS] token, (B, C). ``forward``: logits (B, num_classes).
+    """
+
+    stages: nn.ModuleList
+
+    def forward_stages(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        maps, x, cls = [], images, None
+        for stage in self.stages:
+            x, cls = stage(x)
+            maps.append(x)
+        return maps, cls
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.forward_stages(images)[1][:, 0])
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images))

@@ -19,10 +19,9 @@ from einops import rearrange
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .layers import DropPath, Mlp
+from .layers import DropPath, Mlp, StagedClassifier, init_weights
 from .patching import ConvTokenEmbedding, check_image
 from .projection import LinearQKV
-from .vit import _init_weights
 
 __all__ = ["SpatialReductionAttention", "PVTBlock", "PVTStage", "PVTConfig", "PVT"]
 
@@ -265,7 +264,7 @@ class PVTConfig:
             )
 
 
-class PVT(nn.Module):
+class PVT(StagedClassifier):
     """PVT v1 classifier: four (or any number of) stages, LayerNorm, the [CLS] token, a linear head.
 
     Args:
@@ -312,7 +311,7 @@ class PVT(nn.Module):
             )
         self.norm = nn.LayerNorm(c.embed_dims[-1], eps=c.layer_norm_eps)
         self.head = nn.Linear(c.embed_dims[-1], c.num_classes)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         for stage in self.stages:
             nn.init.trunc_normal_(stage.pos_embed, std=0.02)
             if stage.cls_token is not None:
@@ -326,18 +325,4 @@ class PVT(nn.Module):
                 f"expected {c.image_size}x{c.image_size} images (the positional embeddings are learned for that size), "
                 f"got {images.shape[-2]}x{images.shape[-1]}"
             )
-        maps, x, cls = [], images, None
-        for stage in self.stages:
-            x, cls = stage(x)
-            maps.append(x)
-        return maps, cls
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        """The normalised [CLS] token of the last stage, shape (B, C)."""
-        return self.norm(self.forward_stages(images)[1][:, 0])
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(images))
+        return super().forward_stages(images)

@@ -28,10 +28,9 @@ from einops import rearrange, repeat
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .layers import DropPath, Mlp
+from .layers import DropPath, Mlp, init_weights
 from .patching import ConvTokenEmbedding, check_image
 from .projection import LinearQKV
-from .vit import _init_weights
 
 __all__ = [
     "window_partition",
@@ -514,7 +513,7 @@ class Swin(nn.Module):
         self.num_features = c.embed_dim * 2 ** (len(c.depths) - 1)
         self.norm = nn.LayerNorm(self.num_features, eps=c.layer_norm_eps)
         self.head = nn.Linear(self.num_features, c.num_classes)
-        self.apply(_init_weights)
+        self.apply(init_weights)
         for stage in self.stages:
             for block in stage.blocks:
                 nn.init.trunc_normal_(block.attn.relative_position_bias_table, std=0.02)

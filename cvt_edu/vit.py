@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .layers import DropPath, Mlp
+from .layers import DropPath, Mlp, init_weights
 from .patching import PatchEmbedding, check_image
 from .projection import LinearQKV
 
@@ -129,7 +129,7 @@ class ViT(nn.Module):
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
         self.head = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(init_weights)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
@@ -151,14 +151,3 @@ class ViT(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))
-
-
-def _init_weights(m: nn.Module) -> None:
-    """Truncated-normal linear weights (std 0.02) and zero biases, as in ViT and CvT."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)

@@ -146,8 +146,8 @@ def test_a_cvt_edu_checkpoint_loads_too(tmp_path):
 
 
 def test_an_unsupported_model_type_lists_the_supported_ones(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "swin"}))
-    with pytest.raises(ValueError, match=r"model_type 'swin' is not supported; supported model types: cvt, vit"):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "deit"}))
+    with pytest.raises(ValueError, match=r"model_type 'deit' is not supported; supported model types: cvt, vit, swin, pvt"):
         load_pretrained(tmp_path)
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m cvt_edu train|compare|evaluate|bench`` (also installed as ``cvt-edu``)."""
+"""Command line: ``python -m cvt_edu train|compare|evaluate|bench|cost`` (also installed as ``cvt-edu``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from .checkpoint import load_checkpoint
 from .data import DATA_ENV, load_split
 from .experiment import compare, load_data, train_model
 from .models import list_models
+from .scaling import SWEEP_MODELS
 from .train import QUICK_ENV, TrainConfig, evaluate, pick_device
 
 
@@ -71,11 +72,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--json", default=None, help="also write the measurements to this JSON file")
 
+    p = sub.add_parser(
+        "cost",
+        help="time, peak memory and FLOPs of ViT, CvT, Swin and PVT against resolution; writes cost.md, cost.json, cost.png",
+    )
+    p.add_argument("--resolutions", type=int, nargs="+", default=[32, 64, 128, 224, 384, 512],
+                   help="image sides in pixels, multiples of 16 (default: 32 64 128 224 384 512)")
+    p.add_argument("--models", nargs="+", default=list(SWEEP_MODELS), choices=list(SWEEP_MODELS))
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
+    p.add_argument("--steps", type=int, default=3, help="timed forward passes per point; the median is kept (default 3)")
+    p.add_argument("--time-limit", type=float, default=60.0,
+                   help="seconds one forward pass may take before the model stops as 'timeout' (default 60)")
+    p.add_argument("--memory-limit", type=float, default=None,
+                   help="MiB one point may add before the model stops as 'OOM' (default: what the machine has)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per point (default 1; 0: torch's default)")
+    p.add_argument("--fused-attention", action="store_true", help="measure the fused attention kernels, not the explicit path")
+
     p = sub.add_parser("evaluate", help='print {"accuracy": ..., "n": ...} of a checkpoint on the test split')
     p.add_argument("--checkpoint", required=True, help="a folder with model.safetensors and config.json")
     p.add_argument("--device", default=None)
     _add_data(p)
     return parser
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from .scaling import resolution_sweep, sweep_table, write_sweep
+
+    settings = dict(
+        batch_size=args.batch_size,
+        device=args.device,
+        steps=args.steps,
+        time_limit_s=args.time_limit,
+        memory_limit_mib=args.memory_limit,
+        fused_attention=args.fused_attention,
+        num_threads=args.threads or None,
+    )
+    rows = resolution_sweep(args.models, args.resolutions, **settings)
+    device = next((r["device"] for r in rows if r.get("device")), "?")
+    header = (
+        f"# Forward-pass cost against resolution\n\nBatch {args.batch_size}, median of {args.steps} passes, "
+        f"{'fused' if args.fused_attention else 'explicit'} attention, on {device}; "
+        f"time limit {args.time_limit:g} s, memory limit {f'{args.memory_limit:g} MiB' if args.memory_limit else 'none'}."
+    )
+    settings = {"models": args.models, "resolutions": sorted(args.resolutions), **settings}
+    paths = write_sweep(rows, args.out, header=header, settings=settings)
+    print(sweep_table(rows))
+    print(f"wrote {paths['md']}, {paths['json']} and {paths['png']}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             names = {f.name for f in fields(BenchConfig)}
             print(bench_main(BenchConfig(**{k: v for k, v in vars(args).items() if k in names}), args.json))
             return 0
+        if args.command == "cost":
+            return _cost(args)
         cfg = _train_config(args)
         data = load_data(args.data)
         if args.command == "train":

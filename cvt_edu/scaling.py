@@ -1,0 +1,873 @@
+"""What attention costs as images grow: formulas checked against measurement, and a resolution sweep.
+
+Two questions, two tools:
+
+- *Are the cost formulas right?* :func:`check_attention_formula` builds one real attention layer
+  of a course model (ViT's MSA, Swin's W-MSA, PVT's SRA, CvT's squeezed convolutional
+  projection), counts its multiply-adds with :func:`cvt_edu.cost.measured_macs` and compares
+  them with :func:`cvt_edu.cost.attention_macs` (Swin paper, Eq. 1-2; PVT, Sec. 3.3; CvT, Sec. 3.3).
+- *What does it cost on this machine?* :func:`resolution_sweep` builds ViT, CvT, Swin and PVT
+  at comparable width (:data:`SWEEP_MODELS`) for each image size, and measures the time and peak
+  memory of a forward pass, going up in resolution until a model runs out of memory or time.
+
+How a point is measured. Every (model, resolution) point runs in a fresh child process (forked
+from a ``forkserver`` that has imported torch once), so that its peak memory is its own and a
+point that runs out of memory or time can be stopped without harming the caller:
+
+- time: the median, over ``steps`` timed forward passes (after one untimed warm-up pass), of
+  one forward pass of a batch in eval mode without gradients, in milliseconds;
+- memory, in MiB, of the timed passes (the warm-up pass has already paid for one-off costs):
+  on CUDA, ``torch.cuda.max_memory_allocated`` minus what was allocated before them (weights and
+  input excluded); on the CPU, the growth of the process's peak resident set size (``VmHWM``,
+  reset through ``/proc/self/clear_refs`` just before them) over its resident size then. glibc is
+  told to return freed blocks of 64 KiB or more at once (``mallopt``), so the resident set follows
+  the live tensors; small blocks and allocator bookkeeping still count. Where there is no
+  ``/proc`` (macOS), ``ru_maxrss`` growth is used, warm-up pass included;
+- FLOPs: :func:`cvt_edu.cost.count_flops` on a copy of the model on the ``meta`` device (shapes
+  only: no time, no memory);
+- "OOM": the point needed more than ``memory_limit_mib`` (on the CPU an address-space limit,
+  ``RLIMIT_AS``, makes the allocation fail; on CUDA ``set_per_process_memory_fraction``), or the
+  child was killed from outside (the kernel's out-of-memory killer); "timeout": the warm-up pass
+  took longer than ``time_limit_s``, or the child did not answer in time and was killed.
+
+Attention runs on its explicit path by default, softmax(Q K^T) V with the (N_q, N_k) weights
+materialised, as the formulas and the papers assume; ``fused_attention=True`` measures
+``scaled_dot_product_attention`` instead, whose fused kernels may never store the weights
+(memory then grows like N, time still like N^2 for global attention).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import queue as queue_lib
+import resource
+import statistics
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import torch
+from einops import rearrange
+from torch import nn
+
+from .attention import keep_attention
+from .cost import attention_macs, count_flops, count_params, measured_macs
+from .cvt import CvT, CvTBlock, CvTConfig, CvTStageConfig
+from .i18n import t
+from .pvt import PVT, PVTConfig, SpatialReductionAttention
+from .swin import Swin, SwinConfig, WindowAttention, window_and_shift
+from .vit import ViT, ViTBlock, ViTConfig
+
+__all__ = [
+    "ATTENTION_KINDS",
+    "SWEEP_MODELS",
+    "AttentionLayer",
+    "check_attention_formula",
+    "formula_table",
+    "plot_attention_cost",
+    "swin_window_size",
+    "build_sweep_model",
+    "sweep_tokens",
+    "sweep_attention_macs",
+    "measure_point",
+    "resolution_sweep",
+    "sweep_table",
+    "plot_sweep",
+    "growth_exponents",
+    "write_sweep",
+    "load_or_run_sweep",
+]
+
+ATTENTION_KINDS = ("msa", "w-msa", "sra", "cvt")
+
+# The four models of the sweep, all with a first token map at stride 4 (one token per 4x4
+# pixels) of width C = 64 and heads of width 64, so that at a given resolution every model starts from the same N = (r/4)^2
+# tokens of the same width; only how they attend (and how they shrink the map) differs.
+# ViT keeps N tokens in all its 6 blocks (patch 4 instead of the usual 16, so its N is the
+# others' stage-1 N); CvT, Swin and PVT have three stages of 2 blocks, widths 64-128-256,
+# maps at 1/4, 1/8 and 1/16 of the image.
+SWEEP_MODELS: dict[str, str] = {
+    "vit": "ViT, patch 4, D = 64, 6 blocks, 1 head: global MSA on all N tokens (Dosovitskiy et al. 2021)",
+    "cvt": "CvT, 3 stages (64, 128, 256), 2 blocks each, squeezed K/V with stride 2 (Wu et al. 2021)",
+    "swin": "Swin, patch 4, 3 stages (64, 128, 256), 2 blocks each, M x M windows (Liu et al. 2021)",
+    "pvt": "PVT, patches 4-2-2, 3 stages (64, 128, 256), 2 blocks each, R = 8-4-1 (Wang et al. 2021)",
+}
+WIDTH = 64
+RESOLUTION_MULTIPLE = 16  # the three-stage models halve a stride-4 map twice
+SWIN_WINDOWS = (7, 8, 6, 5, 4, 3, 2)  # Swin-T's M = 7 first, then the nearest sizes that fit
+MEMORY_FLOOR_MIB = 0.1  # plot_sweep leaves out smaller peaks: page-granular RSS readings, mostly noise
+
+
+# ----------------------------------------------------------------------------------------------
+# Formulas against measurement, one attention layer at a time
+
+
+class AttentionLayer(nn.Module):
+    """One real attention layer of a course model, fed a token map, with its projections.
+
+    - ``"msa"``: a :class:`~cvt_edu.vit.ViTBlock`'s ``qkv`` (W^Q, W^K, W^V) and ``attn`` (attention and W^O);
+    - ``"w-msa"``: a Swin :class:`~cvt_edu.swin.WindowAttention` (shifted by M/2 when ``shifted``);
+    - ``"sra"``: a PVT :class:`~cvt_edu.pvt.SpatialReductionAttention` with ratio R;
+    - ``"cvt"``: a :class:`~cvt_edu.cvt.CvTBlock`'s ``qkv`` (depthwise convs + BatchNorm, then the
+      linear maps) and ``attn``, keys and values with stride ``stride_kv``, no [CLS] token.
+
+    Norms, MLPs and residuals of the blocks are left out: this is the layer the formulas of
+    :func:`cvt_edu.cost.attention_macs` describe.
+
+    Args:
+        kind: one of :data:`ATTENTION_KINDS`.
+        dim: C.
+        num_heads: h; the cost does not depend on it.
+        window_size, shifted: M and whether the windows are shifted (``"w-msa"``).
+        sr_ratio: R (``"sra"``).
+        stride_kv, kernel_size: s and k of CvT's projection (``"cvt"``).
+
+    Shapes:
+        token map (B, H, W, C) -> tokens (B, H*W, C).
+
+    Raises:
+        ValueError: for an unknown kind or a missing parameter.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        dim: int,
+        num_heads: int = 1,
+        window_size: int | None = None,
+        shifted: bool = False,
+        sr_ratio: int | None = None,
+        stride_kv: int | None = None,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        if kind not in ATTENTION_KINDS:
+            raise ValueError(f"unknown attention kind {kind!r}; expected one of {ATTENTION_KINDS}")
+        needed = {"w-msa": ("window_size", window_size), "sra": ("sr_ratio", sr_ratio), "cvt": ("stride_kv", stride_kv)}
+        if kind in needed and needed[kind][1] is None:
+            raise ValueError(f"an {kind!r} layer needs {needed[kind][0]}")
+        self.kind = kind
+        if kind == "msa":
+            self.block = ViTBlock(dim=dim, num_heads=num_heads)
+        elif kind == "w-msa":
+            self.block = WindowAttention(
+                dim=dim, num_heads=num_heads, window_size=window_size, shift_size=window_size // 2 if shifted else 0
+            )
+        elif kind == "sra":
+            self.block = SpatialReductionAttention(dim=dim, num_heads=num_heads, sr_ratio=sr_ratio)
+        else:
+            stage = CvTStageConfig(embed_dim=dim, depth=1, num_heads=num_heads, kernel_qkv=kernel_size, stride_kv=stride_kv,
+                                   padding_kv=kernel_size // 2, padding_q=kernel_size // 2)
+            self.block = CvTBlock(stage, drop_path=0.0, scale=dim**-0.5)
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w, _ = x.shape
+        if self.kind == "w-msa":
+            return rearrange(self.block(x), "b h w c -> b (h w) c")
+        tokens = rearrange(x, "b h w c -> b (h w) c")
+        if self.kind == "msa":
+            return self.block.attn(*self.block.qkv(tokens))
+        if self.kind == "sra":
+            return self.block(tokens, (h, w))
+        return self.block.attn(*self.block.qkv(tokens, (h, w)))
+
+
+def check_attention_formula(
+    kind: str,
+    h: int,
+    w: int,
+    dim: int,
+    *,
+    window_size: int | None = None,
+    shifted: bool = False,
+    sr_ratio: int | None = None,
+    stride_kv: int | None = None,
+    kernel_size: int = 3,
+) -> dict[str, Any]:
+    """Multiply-adds of one attention layer on an h x w token map: the formula and the measurement.
+
+    Builds the real layer (:class:`AttentionLayer`), runs it on one (1, h, w, C) map under
+    ``FlopCounterMode`` (:func:`cvt_edu.cost.measured_macs`) and evaluates
+    :func:`cvt_edu.cost.attention_macs` with the same parameters. The layer runs on the ``meta``
+    device: every operation is dispatched and counted with its real shapes, but nothing is
+    computed, so large maps cost no time or memory.
+
+    Args:
+        kind: ``"msa"``, ``"w-msa"``, ``"sra"`` or ``"cvt"``.
+        h, w: the token map; divisible by M, R or s for their kinds.
+        dim: C.
+        window_size, shifted, sr_ratio, stride_kv, kernel_size: as in :class:`AttentionLayer`.
+
+    Returns:
+        ``{"kind", "label" (e.g. ``"sra R=4"``), "h", "w", "dim", "tokens": h*w, "formula": MACs,
+        "measured": MACs, "ratio": measured / formula}``.
+
+    Raises:
+        ValueError: from :func:`cvt_edu.cost.attention_macs` (unknown kind, missing parameter,
+            a map size M, R or s does not divide).
+    """
+    formula = attention_macs(kind, h, w, dim, window_size=window_size, sr_ratio=sr_ratio, stride_kv=stride_kv,
+                             kernel_size=kernel_size)
+    layer = AttentionLayer(kind, dim=dim, window_size=window_size, shifted=shifted, sr_ratio=sr_ratio, stride_kv=stride_kv,
+                           kernel_size=kernel_size)
+    measured = measured_macs(layer.to("meta"), torch.zeros(1, h, w, dim, device="meta"))
+    params = {"M": window_size, "R": sr_ratio, "s": stride_kv}
+    label = kind + "".join(f" {k}={v}" for k, v in params.items() if v is not None) + (" (shifted)" if shifted else "")
+    return {"kind": kind, "label": label, "h": h, "w": w, "dim": dim, "tokens": h * w, "formula": formula,
+            "measured": measured, "ratio": measured / formula}
+
+
+def formula_table(checks: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of :func:`check_attention_formula` results: layer, map, C, formula, measured, ratio (MACs in millions)."""
+    lines = [
+        "| layer | token map | C | formula (M MACs) | measured (M MACs) | measured / formula |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for c in checks:
+        lines.append(f"| {c['label']} | {c['h']}x{c['w']} | {c['dim']} | {c['formula'] / 1e6:,.2f} | {c['measured'] / 1e6:,.2f} "
+                     f"| {c['ratio']:.4f} |")
+    return "\n".join(lines)
+
+
+def plot_attention_cost(
+    checks: Sequence[Mapping[str, Any]], *, lang: str | None = None, title: str | None = None
+) -> matplotlib.figure.Figure:
+    """Multiply-adds of one attention layer against the number of tokens N: formula as lines, measured as dots.
+
+    Args:
+        checks: :func:`check_attention_formula` results; one line per ``label``, points in order of N.
+        lang, title: language of the text; figure title (default ``t("attn_cost_title")``).
+
+    Raises:
+        ValueError: if ``checks`` is empty.
+    """
+    if not checks:
+        raise ValueError("no formula checks to plot")
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
+    for i, label in enumerate(dict.fromkeys(c["label"] for c in checks)):
+        mine = sorted((c for c in checks if c["label"] == label), key=lambda c: c["tokens"])
+        n = [c["tokens"] for c in mine]
+        ax.plot(n, [c["formula"] for c in mine], "-", color=f"C{i}", label=f"{label}")
+        ax.plot(n, [c["measured"] for c in mine], "o", color=f"C{i}", mfc="none", ms=8)
+    ax.plot([], [], "k-", label=t("attn_formula", lang))
+    ax.plot([], [], "ko", mfc="none", label=t("attn_measured", lang))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set(xlabel=t("attn_tokens", lang), ylabel=t("attn_macs", lang), title=title or t("attn_cost_title", lang))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# The four comparable models
+
+
+def _check_resolution(resolution: int) -> None:
+    if not isinstance(resolution, int) or resolution <= 0 or resolution % RESOLUTION_MULTIPLE:
+        raise ValueError(
+            f"resolution {resolution!r} must be a positive multiple of {RESOLUTION_MULTIPLE} "
+            "(the first token map has stride 4 and is halved twice)"
+        )
+
+
+def swin_window_size(resolution: int) -> int:
+    """The window M the sweep's Swin uses at ``resolution``: 7 (Swin-T's) when it fits every stage, else the nearest that does.
+
+    Our Swin does not pad, so M must divide every stage's token map (r/4, r/8, r/16), except
+    where a map is not larger than M and becomes one window (:func:`cvt_edu.swin.window_and_shift`).
+    The candidates are tried in the order of :data:`SWIN_WINDOWS`: 7, 8, 6, 5, 4, 3, 2; for
+    example 224 -> 7 (maps 56, 28, 14) and 384 -> 8 (maps 96, 48, 24).
+
+    Raises:
+        ValueError: if the resolution is not a positive multiple of 16.
+    """
+    _check_resolution(resolution)
+    sides = [resolution // 4 >> i for i in range(3)]
+    for m in SWIN_WINDOWS:
+        if all(s % window_and_shift((s, s), m, m // 2)[0] == 0 for s in sides):
+            return m
+    raise AssertionError("unreachable: M = 2 divides every even map")  # pragma: no cover
+
+
+def _sweep_config(name: str, resolution: int, overrides: Mapping[str, Any]):
+    if name == "vit":
+        kw = dict(image_size=resolution, patch_size=4, num_classes=10, embed_dim=WIDTH, depth=6, num_heads=1)
+        return ViT, ViTConfig(**{**kw, **overrides})
+    if name == "cvt":
+        stages = [
+            dict(embed_dim=WIDTH, depth=2, num_heads=1, kernel_size=7, stride=4, padding=2),
+            dict(embed_dim=2 * WIDTH, depth=2, num_heads=2),
+            dict(embed_dim=4 * WIDTH, depth=2, num_heads=4, cls_token=True),
+        ]
+        kw = dict(num_classes=10, image_size=resolution, attn_scale="head_dim")
+        return CvT, CvTConfig(stages=tuple(CvTStageConfig(**s) for s in stages), **{**kw, **overrides})
+    if name == "swin":
+        kw = dict(image_size=resolution, patch_size=4, num_classes=10, embed_dim=WIDTH, depths=(2, 2, 2), num_heads=(1, 2, 4),
+                  window_size=swin_window_size(resolution))
+        return Swin, SwinConfig(**{**kw, **overrides})
+    if name == "pvt":
+        kw = dict(image_size=resolution, num_classes=10, embed_dims=(WIDTH, 2 * WIDTH, 4 * WIDTH), depths=(2, 2, 2),
+                  num_heads=(1, 2, 4), mlp_ratios=(4, 4, 4), sr_ratios=(8, 4, 1), patch_sizes=(4, 2, 2))
+        return PVT, PVTConfig(**{**kw, **overrides})
+    raise KeyError(f"unknown sweep model {name!r}; expected one of {list(SWEEP_MODELS)}")
+
+
+def build_sweep_model(name: str, resolution: int, **overrides: Any) -> nn.Module:
+    """One of the sweep's four comparable models (:data:`SWEEP_MODELS`), built for ``resolution`` x ``resolution`` images.
+
+    ViT and PVT learn positional embeddings for one image size, and Swin's windows must fit
+    its maps, so each resolution gets its own model (same widths and depths; Swin's M from
+    :func:`swin_window_size`). The weights are freshly initialised: cost does not depend on them.
+
+    Args:
+        name: ``"vit"``, ``"cvt"``, ``"swin"`` or ``"pvt"``.
+        resolution: the image side in pixels, a multiple of 16.
+        **overrides: config fields to change, e.g. ``patch_size=16`` for the ViT, ``sr_ratios=(4, 2, 1)``
+            for the PVT, ``window_size=4`` for the Swin.
+
+    Returns:
+        The model in eval mode; images (B, 3, r, r) -> logits (B, 10).
+
+    Raises:
+        KeyError: for an unknown name.
+        ValueError: for a resolution that is not a positive multiple of 16, or overrides the config rejects.
+    """
+    _check_resolution(resolution)
+    cls, config = _sweep_config(name, resolution, overrides)
+    return cls(config).eval()
+
+
+def _stage1_layer(name: str, resolution: int, overrides: Mapping[str, Any]) -> tuple[str, int, int, dict[str, int]]:
+    """(kind, side of the first token map, its width C, the kind's parameters) of a sweep model's first attention layer."""
+    _, c = _sweep_config(name, resolution, overrides)
+    if name == "vit":
+        return "msa", resolution // c.patch_size, c.embed_dim, {}
+    if name == "cvt":
+        s0 = c.stages[0]
+        side = (resolution + 2 * s0.padding - s0.kernel_size) // s0.stride + 1
+        return "cvt", side, s0.embed_dim, {"stride_kv": s0.stride_kv, "kernel_size": s0.kernel_qkv}
+    if name == "swin":
+        side = resolution // c.patch_size
+        return "w-msa", side, c.embed_dim, {"window_size": window_and_shift((side, side), c.window_size, c.window_size // 2)[0]}
+    return "sra", resolution // c.patch_sizes[0], c.embed_dims[0], {"sr_ratio": c.sr_ratios[0]}
+
+
+def sweep_tokens(name: str, resolution: int, **overrides: Any) -> int:
+    """N, the number of tokens of a sweep model's first token map (ViT: without [CLS]); (r/4)^2 unless overridden.
+
+    Raises:
+        KeyError, ValueError: as :func:`build_sweep_model`.
+    """
+    _check_resolution(resolution)
+    return _stage1_layer(name, resolution, overrides)[1] ** 2
+
+
+def sweep_attention_macs(name: str, resolution: int, **overrides: Any) -> int:
+    """The formula's multiply-adds of one stage-1 attention layer of a sweep model (:func:`cvt_edu.cost.attention_macs`).
+
+    The first token map is (r/4) x (r/4) with C = 64 for all four models (unless overridden);
+    ViT's [CLS] token is not counted. Kinds: ViT ``"msa"``, CvT ``"cvt"`` (s = 2), Swin
+    ``"w-msa"`` (its M, or the whole map when the map is not larger than M), PVT ``"sra"`` (R_1).
+
+    Raises:
+        KeyError, ValueError: as :func:`build_sweep_model`.
+    """
+    _check_resolution(resolution)
+    kind, side, dim, params = _stage1_layer(name, resolution, overrides)
+    return attention_macs(kind, side, side, dim, **params)
+
+
+# ----------------------------------------------------------------------------------------------
+# Measuring one point (in a child process)
+
+
+@contextmanager
+def _explicit_attention(model: nn.Module) -> Iterator[None]:
+    """Attention on its explicit path (weights materialised), the weights dropped after each layer."""
+    with keep_attention(model) as layers:
+        hooks = [layer.register_forward_hook(lambda m, i, o: setattr(m, "last_attention", None)) for layer in layers]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")  # resets VmHWM, the peak resident set size (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _return_freed_memory() -> None:
+    """glibc: serve every allocation of 64 KiB or more with ``mmap``, so a freed tensor leaves the resident set at once.
+
+    Without it, glibc keeps freed blocks of up to 32 MiB in its heap, and the resident set of
+    the timed passes would include what the warm-up pass freed. No effect elsewhere.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD = -3
+    except (OSError, AttributeError):
+        pass
+
+
+class _PeakMemory:
+    """Peak memory growth over a baseline, in MiB: CUDA's allocator, or the CPU process's resident set."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.resettable = device.type == "cuda" or _proc_status_kib("VmHWM") is not None
+        self.before = 0
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before = torch.cuda.memory_allocated(self.device)
+        elif self.resettable and _reset_peak_rss():
+            self.before = _proc_status_kib("VmRSS") * 1024
+        else:
+            self.resettable = False
+            self.before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+    def mib(self) -> float:
+        if self.device.type == "cuda":
+            now = torch.cuda.max_memory_allocated(self.device)
+        elif self.resettable:
+            now = _proc_status_kib("VmHWM") * 1024
+        else:
+            now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return max(0, now - self.before) / 2**20
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def measure_point(
+    name: str,
+    resolution: int,
+    *,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    steps: int = 3,
+    time_limit_s: float | None = None,
+    memory_limit_mib: float | None = None,
+    fused_attention: bool = False,
+    num_threads: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Time and peak memory of a forward pass of one sweep model at one resolution, in this process.
+
+    :func:`resolution_sweep` runs this in a fresh child process per point; call it directly
+    only in a process you can spare (a memory limit stays set on the CPU).
+
+    Args:
+        name, resolution, overrides: the model, see :func:`build_sweep_model`.
+        batch_size: images per forward pass.
+        device: ``"cuda"`` or ``"cpu"``; ``None``: cuda when there is one.
+        steps: timed passes after one untimed warm-up pass.
+        time_limit_s: if the warm-up pass takes longer, stop and report ``"timeout"``.
+        memory_limit_mib: on the CPU, the most address space the passes may add (``RLIMIT_AS``);
+            on CUDA, the share of the GPU memory the process may use. Beyond it: ``"OOM"``.
+        fused_attention: measure the fused ``scaled_dot_product_attention`` path instead of the explicit one.
+        num_threads: CPU threads of this process (``torch.set_num_threads``); ``None``: torch's default.
+
+    Returns:
+        ``{"status": "ok" | "OOM" | "timeout", "ms": median ms per pass, "peak_mib": MiB, "device": ...}``
+        (``ms`` of the warm-up pass for a timeout; ``None`` where not measured).
+    """
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    torch.manual_seed(0)
+    model = build_sweep_model(name, resolution, **dict(overrides or {})).to(dev)
+    x = torch.randn(batch_size, 3, resolution, resolution, device=dev)
+    result: dict[str, Any] = {"status": "ok", "ms": None, "peak_mib": None, "device": _device_name(dev)}
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        elif dev.type == "mps":
+            torch.mps.synchronize()
+
+    if dev.type == "cuda" and memory_limit_mib is not None:
+        total = torch.cuda.get_device_properties(dev).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_mib * 2**20 / total), dev)
+    if dev.type == "cpu":
+        _return_freed_memory()
+        if memory_limit_mib is not None:
+            vm = _proc_status_kib("VmSize")
+            if vm is not None:
+                limit = vm * 1024 + int(memory_limit_mib * 2**20)
+                resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    peak = _PeakMemory(dev)
+    if not peak.resettable:
+        peak.start()  # ru_maxrss cannot be reset: the warm-up pass counts too
+
+    try:
+        with torch.no_grad(), (nullcontext() if fused_attention else _explicit_attention(model)):
+            start = time.perf_counter()
+            model(x)
+            sync()
+            first = 1000 * (time.perf_counter() - start)
+            if time_limit_s is not None and first > 1000 * time_limit_s:
+                result.update(status="timeout", ms=first)
+            else:
+                if peak.resettable:
+                    peak.start()
+                times = []
+                for _ in range(steps):
+                    start = time.perf_counter()
+                    model(x)
+                    sync()
+                    times.append(1000 * (time.perf_counter() - start))
+                result.update(ms=statistics.median(times), peak_mib=peak.mib())
+    except (torch.cuda.OutOfMemoryError, MemoryError):
+        result["status"] = "OOM"
+    except RuntimeError as e:  # the CPU allocator raises a plain RuntimeError
+        if "can't allocate memory" not in str(e) and "out of memory" not in str(e).lower():
+            raise
+        result["status"] = "OOM"
+    return result
+
+
+def _child(results: Any, name: str, resolution: int, kwargs: dict[str, Any]) -> None:
+    try:
+        results.put(measure_point(name, resolution, **kwargs))
+    except Exception as e:  # reported by the parent
+        results.put({"status": "error", "error": f"{type(e).__name__}: {e}"})
+
+
+# ----------------------------------------------------------------------------------------------
+# The sweep
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (``None``: unchanged), then restore the count."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _context() -> mp.context.BaseContext:
+    """A forkserver (one torch import for all points) where there is one, else spawn."""
+    try:
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", __name__])
+        return ctx
+    except ValueError:  # pragma: no cover - platforms without forkserver
+        return mp.get_context("spawn")
+
+
+def _run_child(ctx, name: str, resolution: int, kwargs: dict[str, Any], wait_s: float | None) -> dict[str, Any]:
+    results = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(results, name, resolution, kwargs), daemon=True)
+    proc.start()
+    deadline = None if wait_s is None else time.monotonic() + wait_s
+    result = None
+    while result is None:  # wait for the answer, the child's death, or the deadline
+        try:
+            result = results.get(timeout=0.5)
+        except queue_lib.Empty:
+            if not proc.is_alive():
+                try:  # it may have answered just before exiting
+                    result = results.get(timeout=1)
+                except queue_lib.Empty:
+                    break
+            elif deadline is not None and time.monotonic() > deadline:
+                break
+    if result is None:
+        if proc.is_alive():  # ran past the time limit
+            proc.kill()
+            proc.join()
+            result = {"status": "timeout", "ms": None, "peak_mib": None}
+        elif proc.exitcode == -9:  # SIGKILL from outside: the kernel's out-of-memory killer, most likely
+            result = {"status": "OOM", "ms": None, "peak_mib": None, "error": "child killed (SIGKILL)"}
+        else:
+            result = {"status": "error", "ms": None, "peak_mib": None, "error": f"child exited with code {proc.exitcode}"}
+    else:
+        proc.join()
+    results.close()
+    return result
+
+
+def resolution_sweep(
+    models: Sequence[str] = tuple(SWEEP_MODELS),
+    resolutions: Sequence[int] = (32, 64, 128, 224, 384, 512),
+    *,
+    batch_size: int = 1,
+    device: str | torch.device | None = None,
+    steps: int = 3,
+    time_limit_s: float | None = 60.0,
+    memory_limit_mib: float | None = None,
+    fused_attention: bool = False,
+    num_threads: int | None = 1,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Time, peak memory and FLOPs of a forward pass of each model as the image grows.
+
+    For each model, the resolutions are measured in increasing order, each in a fresh child
+    process (see the module docstring for how); at the first point that runs out of memory
+    or time, the model is recorded as ``"OOM"`` or ``"timeout"`` and its larger resolutions
+    are skipped.
+
+    Args:
+        models: names from :data:`SWEEP_MODELS`.
+        resolutions: image sides in pixels, multiples of 16 (sorted here).
+        batch_size: images per forward pass.
+        device: ``"cuda"`` or ``"cpu"``; ``None``: cuda when there is one.
+        steps: timed passes per point (the time is their median), after one warm-up pass.
+        time_limit_s: a point whose warm-up pass takes longer is a ``"timeout"`` (a child that does
+            not answer within ``(steps + 1) * time_limit_s + 120`` s is killed); ``None``: no limit.
+        memory_limit_mib: the most memory a point may add (CPU: address space, CUDA: the device's
+            allocator); ``None``: what the machine has.
+        fused_attention: measure the fused attention kernels instead of the explicit path.
+        num_threads: CPU threads per point (``torch.set_num_threads``); 1 by default, which gives much
+            steadier times on a machine shared with other work; ``None``: torch's default (one per core).
+        overrides: per model name, config fields to change (see :func:`build_sweep_model`),
+            e.g. ``{"vit": {"patch_size": 16}}``.
+
+    Returns:
+        One dict per point measured, in order (model, resolution): ``model``, ``resolution``,
+        ``tokens`` (N of the first token map, (r/4)^2 unless overridden, :func:`sweep_tokens`), ``status`` (``"ok"``, ``"OOM"``,
+        ``"timeout"`` or ``"error"``), ``ms`` (median ms per forward pass, ``None`` if not measured),
+        ``peak_mib``, ``flops`` and ``macs`` (whole batch, :func:`cvt_edu.cost.count_flops`),
+        ``attention_macs`` (one stage-1 attention layer, by the formula, one image), ``params``,
+        ``batch_size``, ``device``, ``window_size`` (Swin) and ``error`` when there was one.
+
+    Raises:
+        KeyError: for an unknown model name.
+        ValueError: for a resolution that is not a positive multiple of 16, or ``steps`` < 1.
+    """
+    overrides = {k: dict(v) for k, v in (overrides or {}).items()}
+    for name in models:
+        if name not in SWEEP_MODELS:
+            raise KeyError(f"unknown sweep model {name!r}; expected one of {list(SWEEP_MODELS)}")
+    for r in resolutions:
+        _check_resolution(r)
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    kwargs = dict(batch_size=batch_size, device=str(device) if device is not None else None, steps=steps,
+                  time_limit_s=time_limit_s, memory_limit_mib=memory_limit_mib, fused_attention=fused_attention,
+                  num_threads=num_threads)
+    wait_s = None if time_limit_s is None else (steps + 1) * time_limit_s + 120
+    ctx = _context()
+    rows = []
+    for name in models:
+        over = overrides.get(name, {})
+        for r in sorted(resolutions):
+            row: dict[str, Any] = {"model": name, "resolution": r, "tokens": sweep_tokens(name, r, **over)}
+            with _torch_threads(num_threads):  # building is cheap, but threads contend on a busy machine
+                model = build_sweep_model(name, r, **over)
+                if name == "swin":
+                    row["window_size"] = model.config.window_size
+                row.update(count_flops(model.to("meta"), (batch_size, 3, r, r)))
+                row["attention_macs"] = sweep_attention_macs(name, r, **over)
+                row["params"] = count_params(model)
+                del model
+            row.update(_run_child(ctx, name, r, {**kwargs, "overrides": over}, wait_s))
+            row["batch_size"] = batch_size
+            rows.append(row)
+            if row["status"] != "ok":
+                break
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Reporting
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of the sweep: one line per point, failed points showing their status.
+
+    Columns: model, image side (pixels), stage-1 tokens N, GFLOPs of the forward pass (1 MAC =
+    2 FLOPs), MMACs of one stage-1 attention layer by the formula, time (ms), peak memory (MiB), status.
+    """
+    lines = [
+        "| model | resolution (px) | tokens N (stage 1) | GFLOPs / forward | stage-1 attention (M MACs, formula) "
+        "| time (ms) | peak memory (MiB) | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        name = r["model"] + (f" (M={r['window_size']})" if r.get("window_size") else "")
+        lines.append(
+            f"| {name} | {r['resolution']} | {r['tokens']} | {_fmt(r.get('flops') and r['flops'] / 1e9, '.3g')} "
+            f"| {_fmt(r.get('attention_macs') and r['attention_macs'] / 1e6, '.4g')} | {_fmt(r.get('ms'), '.1f')} "
+            f"| {_fmt(r.get('peak_mib'), '.1f')} | {r['status']} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_sweep(
+    rows: Sequence[Mapping[str, Any]], lang: str | None = None, title: str | None = None
+) -> matplotlib.figure.Figure:
+    """FLOPs, time and peak memory of a forward pass against the image side, log-log, one line per model.
+
+    FLOPs are drawn for every point (they are counted, not measured, so also where the run
+    failed; those points are hollow). In the time and memory panels a point that ran out of
+    memory or time is an x near the top, labelled ``OOM`` or ``timeout``; memory values below
+    :data:`MEMORY_FLOOR_MIB` (0.1 MiB, where the CPU's resident-set measurement is mostly noise)
+    are left out of the log axis (they stay in the table). A panel with nothing to draw keeps a linear axis.
+
+    Args:
+        rows: what :func:`resolution_sweep` returned.
+        lang: "pt", "es" or "en"; ``None``: the notebook's language.
+        title: figure title (default: ``t("sweep_title")``).
+
+    Raises:
+        ValueError: if ``rows`` is empty.
+    """
+    if not rows:
+        raise ValueError("no sweep rows to plot")
+    panels = [
+        ("flops", 1e-9, t("sweep_gflops", lang), t("sweep_gflops_title", lang)),
+        ("ms", 1.0, t("sweep_time", lang), t("sweep_time_title", lang)),
+        ("peak_mib", 1.0, t("sweep_memory", lang), t("sweep_memory_title", lang)),
+    ]
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    resolutions = sorted({r["resolution"] for r in rows})
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
+    for ax, (key, scale, ylabel, panel_title) in zip(axes, panels):
+        for i, name in enumerate(names):
+            mine = [r for r in rows if r["model"] == name]
+            shown = [r for r in mine if r.get(key) and (r["status"] == "ok" or key == "flops")
+                     and (key != "peak_mib" or r[key] >= MEMORY_FLOOR_MIB)]
+            ax.plot([r["resolution"] for r in shown], [r[key] * scale for r in shown], "-", color=f"C{i}", label=name)
+            for r in shown:
+                ax.plot(r["resolution"], r[key] * scale, "o", color=f"C{i}", mfc=f"C{i}" if r["status"] == "ok" else "white")
+            for r in mine:
+                if r["status"] != "ok" and key != "flops":
+                    ax.plot(r["resolution"], 0.93, "x", ms=9, mew=2, color=f"C{i}", transform=ax.get_xaxis_transform())
+                    ax.annotate(r["status"], (r["resolution"], 0.93), xycoords=("data", "axes fraction"), xytext=(0, -16),
+                                textcoords="offset points", ha="center", fontsize=8, color=f"C{i}")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(resolutions, [str(r) for r in resolutions])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        if any(len(line.get_ydata()) for line in ax.get_lines() if line.get_marker() == "o"):  # else nothing to log-scale
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.margins(y=0.15)
+        ax.set(xlabel=t("sweep_resolution", lang), ylabel=ylabel, title=panel_title)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title or t("sweep_title", lang))
+    fig.tight_layout()
+    return fig
+
+
+def growth_exponents(rows: Sequence[Mapping[str, Any]], key: str = "flops") -> dict[str, float]:
+    """How fast ``key`` grows with the number of tokens, per model: the slope of log(value) against log(N).
+
+    Taken between the two largest resolutions where the model ran (``status == "ok"``), so that
+    fixed costs matter least. A slope of 2 is quadratic in N (global attention dominating), 1 linear.
+
+    Args:
+        rows: what :func:`resolution_sweep` returned.
+        key: ``"flops"``, ``"ms"`` or ``"peak_mib"``.
+
+    Returns:
+        ``{model: exponent}`` for the models with two such points (and positive values).
+    """
+    out = {}
+    for name in dict.fromkeys(r["model"] for r in rows):
+        ok = [r for r in rows if r["model"] == name and r["status"] == "ok" and r.get(key)]
+        if len(ok) >= 2:
+            a, b = sorted(ok, key=lambda r: r["tokens"])[-2:]
+            out[name] = math.log(b[key] / a[key]) / math.log(b["tokens"] / a["tokens"])
+    return out
+
+
+def write_sweep(
+    rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, *, header: str = "", settings: Mapping[str, Any] | None = None
+) -> dict[str, Path]:
+    """Write ``cost.md`` (the table), ``cost.json`` (the rows) and ``cost.png`` (:func:`plot_sweep`, English) atomically.
+
+    Args:
+        rows: what :func:`resolution_sweep` returned.
+        out_dir: the folder (created).
+        header: Markdown put above the table in ``cost.md``.
+        settings: the sweep's arguments, kept in ``cost.json`` (see :func:`load_or_run_sweep`).
+
+    Returns:
+        ``{"md": path, "json": path, "png": path}``.
+    """
+    from .checkpoint import atomic_path, write_json
+    from .experiment import save_figure
+
+    out = Path(out_dir)
+    paths = {"md": out / "cost.md", "json": out / "cost.json", "png": out / "cost.png"}
+    with atomic_path(paths["md"]) as tmp:
+        tmp.write_text((header + "\n\n" if header else "") + sweep_table(rows) + "\n", encoding="utf-8")
+    write_json(paths["json"], {"models": {k: SWEEP_MODELS[k] for k in dict.fromkeys(r["model"] for r in rows)},
+                               "settings": dict(settings or {}), "rows": list(rows)})
+    save_figure(plot_sweep(rows, lang="en"), paths["png"])
+    return paths
+
+
+def load_or_run_sweep(
+    out_dir: str | os.PathLike, models: Sequence[str], resolutions: Sequence[int], **kwargs: Any
+) -> list[dict[str, Any]]:
+    """The rows of ``out_dir/cost.json`` if a sweep with the same arguments wrote them, else a new :func:`resolution_sweep`.
+
+    A new sweep is written with :func:`write_sweep`. This is how a chapter run in two languages
+    shows the same measurements in both: the second run reads what the first one measured.
+
+    Args:
+        out_dir: the folder of ``cost.md``, ``cost.json`` and ``cost.png``.
+        models, resolutions, **kwargs: the arguments of :func:`resolution_sweep`.
+
+    Raises:
+        as :func:`resolution_sweep`.
+    """
+    settings = {"models": list(models), "resolutions": sorted(resolutions),
+                **{k: (str(v) if k == "device" and v is not None else v) for k, v in kwargs.items()}}
+    path = Path(out_dir) / "cost.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("settings") == json.loads(json.dumps(settings)):
+            return saved["rows"]
+    rows = resolution_sweep(models, resolutions, **kwargs)
+    write_sweep(rows, out_dir, settings=settings)
+    return rows

@@ -1,13 +1,17 @@
 """cvt_edu: the PyTorch package behind the CvT-edu course on Vision Transformers.
 
 One concept per module: :mod:`~cvt_edu.patching` (patches and token embeddings),
+:mod:`~cvt_edu.positional` (positional embeddings), :mod:`~cvt_edu.patch_viz` (pictures of patches),
 :mod:`~cvt_edu.projection` (linear and convolutional Q/K/V projections),
 :mod:`~cvt_edu.attention` (multi-head attention and attention maps),
 :mod:`~cvt_edu.vit`, :mod:`~cvt_edu.cvt`, :mod:`~cvt_edu.swin` and :mod:`~cvt_edu.pvt`
 (the models), :mod:`~cvt_edu.models` (the registry), :mod:`~cvt_edu.pretrained` (Hugging Face
 and torchvision weights in the course's models), :mod:`~cvt_edu.data`, :mod:`~cvt_edu.train`,
-:mod:`~cvt_edu.cost`, :mod:`~cvt_edu.plots`, :mod:`~cvt_edu.experiment`, :mod:`~cvt_edu.bench`,
-:mod:`~cvt_edu.quiz`, :mod:`~cvt_edu.i18n` and :mod:`~cvt_edu.cli`.
+:mod:`~cvt_edu.cost` and :mod:`~cvt_edu.scaling` (FLOPs, attention cost, resolution sweep),
+:mod:`~cvt_edu.plots`, :mod:`~cvt_edu.experiment`, :mod:`~cvt_edu.bench`, :mod:`~cvt_edu.quiz`,
+:mod:`~cvt_edu.i18n`, :mod:`~cvt_edu.cli`; and the figures of the chapters:
+:mod:`~cvt_edu.patch_viz`, :mod:`~cvt_edu.positional`, :mod:`~cvt_edu.attention_viz`,
+:mod:`~cvt_edu.window_viz` and :mod:`~cvt_edu.pyramid_viz`.
 """
 
 from .checkpoint import load_checkpoint, save_pretrained

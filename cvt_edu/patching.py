@@ -15,6 +15,7 @@ from torch import nn
 
 __all__ = [
     "check_image",
+    "num_patches",
     "patchify",
     "unpatchify",
     "conv_output_size",
@@ -43,6 +44,25 @@ def check_image(x: torch.Tensor, in_chans: int, multiple_of: int = 1, what: str 
     h, w = x.shape[-2:]
     if h % multiple_of or w % multiple_of:
         raise ValueError(f"image size {h}x{w} is not divisible by the {what} {multiple_of}")
+
+
+def num_patches(image_size: int | tuple[int, int], patch_size: int) -> int:
+    """N = H*W / P^2, the number of patches (tokens) of an image (ViT, Sec. 3.1).
+
+    Args:
+        image_size: H, or (H, W), in pixels.
+        patch_size: P, the patch side in pixels.
+
+    Returns:
+        N, the sequence length before the [CLS] token is added.
+
+    Raises:
+        ValueError: if P is not positive or does not divide H or W.
+    """
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if patch_size <= 0 or h % patch_size or w % patch_size:
+        raise ValueError(f"image size {h}x{w} is not divisible by the patch size {patch_size}")
+    return (h // patch_size) * (w // patch_size)
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:

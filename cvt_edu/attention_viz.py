@@ -1,0 +1,372 @@
+"""Looking at attention: matrices, [CLS] maps, attention rollout, attention distance, and cost.
+
+Attention rollout follows Abnar & Zuidema (ACL 2020); mean attention distance follows ViT
+(Dosovitskiy et al. 2021, Sec. 4.5, Fig. 7 right); :func:`plot_attention_time` shows the N^2 growth.
+
+The attention weights come from :func:`cvt_edu.attention.attention_maps`: one tensor per layer,
+shape (B, h, N, N), rows summing to 1, with the [CLS] token first in a ViT. Figure functions
+return the ``matplotlib`` figure and take their text as arguments (see :mod:`cvt_edu.i18n`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+
+__all__ = [
+    "HEAD_FUSIONS",
+    "attention_rollout",
+    "cls_attention_map",
+    "mean_attention_distance",
+    "plot_attention_matrix",
+    "plot_cls_attention",
+    "overlay_attention",
+    "plot_attention_distance",
+    "plot_attention_time",
+]
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def _check_maps(maps: Sequence[torch.Tensor]) -> None:
+    if len(maps) == 0:
+        raise ValueError("expected at least one layer of attention weights, got none")
+    shape = tuple(maps[0].shape)
+    for i, a in enumerate(maps):
+        if a.ndim != 4 or a.shape[-1] != a.shape[-2]:
+            raise ValueError(f"layer {i}: expected self-attention weights (B, h, N, N), got shape {tuple(a.shape)}")
+        if tuple(a.shape) != shape:
+            raise ValueError(f"layer {i} has shape {tuple(a.shape)}, layer 0 has {shape}; expected the same N in every layer")
+
+
+def attention_rollout(maps: Sequence[torch.Tensor], discard_ratio: float = 0.0, head_fusion: str = "mean") -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL 2020, Sec. 3).
+
+    How much each token of the last layer draws on each input token, following the attention
+    through all layers. For every layer l:
+
+    1. fuse the heads into A_l, (B, N, N): their mean (the paper), max or min;
+    2. optionally set to zero the ``discard_ratio`` weakest weights of each row (a variant from
+       J. Gildenblat's vit-explain code that removes noise);
+    3. account for the residual connection: Â_l = 0.5 A_l + 0.5 I, rows renormalised to sum to 1.
+
+    The rollout is Â_L ... Â_2 Â_1.
+
+    Args:
+        maps: the weights of each layer in forward order, shape (B, h, N, N), as returned by
+            :func:`cvt_edu.attention.attention_maps` for a ViT.
+        discard_ratio: fraction of each row to drop, in [0, 1).
+        head_fusion: ``"mean"``, ``"max"`` or ``"min"``.
+
+    Returns:
+        Tensor (B, N, N), float32; every row sums to 1. Row 0 of a ViT is the [CLS] token's.
+
+    Raises:
+        ValueError: on no layers, weights that are not (B, h, N, N) or differ between layers,
+            ``discard_ratio`` outside [0, 1) or an unknown ``head_fusion``.
+    """
+    _check_maps(maps)
+    if not 0.0 <= discard_ratio < 1.0:
+        raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"unknown head_fusion {head_fusion!r}; expected one of {HEAD_FUSIONS}")
+    b, _, n, _ = maps[0].shape
+    eye = torch.eye(n, device=maps[0].device)
+    rollout = eye.expand(b, n, n).clone()
+    for a in maps:
+        a = a.float()
+        fused = a.mean(1) if head_fusion == "mean" else a.amax(1) if head_fusion == "max" else a.amin(1)
+        k = int(n * discard_ratio)
+        if k:
+            weakest = fused.topk(k, dim=-1, largest=False).indices
+            fused = fused.scatter(-1, weakest, 0.0)
+        fused = 0.5 * fused + 0.5 * eye
+        fused = fused / fused.sum(-1, keepdim=True)
+        rollout = fused @ rollout
+    return rollout
+
+
+def cls_attention_map(attention: torch.Tensor, grid_size: int | tuple[int, int] | None = None) -> torch.Tensor:
+    """The [CLS] token's row of an attention (or rollout) matrix, as a map over the patch grid.
+
+    Args:
+        attention: (..., N, N) with N = 1 + H/P * W/P and [CLS] first; e.g. one layer's
+            weights (B, h, N, N) or a rollout (B, N, N).
+        grid_size: H/P, or (H/P, W/P); ``None`` means a square grid.
+
+    Returns:
+        Tensor (..., H/P, W/P): how much [CLS] attends to each patch (the weight it gives
+        itself is left out, so a map need not sum to 1).
+
+    Raises:
+        ValueError: if the matrix is not square or N - 1 does not fit the grid.
+    """
+    if attention.ndim < 2 or attention.shape[-1] != attention.shape[-2]:
+        raise ValueError(f"expected square attention matrices (..., N, N), got shape {tuple(attention.shape)}")
+    n = attention.shape[-1] - 1
+    if grid_size is None:
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"{n} patch tokens do not form a square grid; pass grid_size")
+        grid_size = side
+    gh, gw = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+    if gh * gw != n:
+        raise ValueError(f"{n} patch tokens (N = {n + 1} with [CLS]) do not fit a {gh}x{gw} grid")
+    return attention[..., 0, 1:].reshape(*attention.shape[:-2], gh, gw)
+
+
+def mean_attention_distance(
+    maps: Sequence[torch.Tensor], patch_size: int, grid_size: int | tuple[int, int] | None = None
+) -> torch.Tensor:
+    """Mean attention distance of every head of every layer (ViT, Sec. 4.5 and Fig. 7 right).
+
+    For each query patch, the distances in pixels to all key patches are weighted by the attention
+    weights; the result is averaged over queries and images. It is the transformer's analogue of a
+    receptive field: small for a head that looks at its neighbourhood, large for one that looks far.
+    Only patch-to-patch weights are used ([CLS] is dropped and each row renormalised).
+
+    Args:
+        maps: per-layer weights (B, h, N, N) with [CLS] first, N = 1 + H/P * W/P.
+        patch_size: P, in pixels (the distance between neighbouring patch centres).
+        grid_size: H/P, or (H/P, W/P); ``None`` means a square grid.
+
+    Returns:
+        Tensor (L, h) of distances in pixels.
+
+    Raises:
+        ValueError: as :func:`cls_attention_map`, or on inconsistent layers.
+    """
+    _check_maps(maps)
+    gh, gw = cls_attention_map(maps[0][:1, :1], grid_size).shape[-2:]
+    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    centres = torch.stack([rows.flatten(), cols.flatten()], dim=1).float() * patch_size  # (n, 2)
+    distance = torch.cdist(centres, centres)  # (n, n), pixels
+    out = []
+    for a in maps:
+        w = a[..., 1:, 1:].float().cpu()
+        w = w / w.sum(-1, keepdim=True).clamp_min(1e-12)
+        out.append((w * distance).sum(-1).mean(dim=(0, 2)))  # (h,)
+    return torch.stack(out)
+
+
+def plot_attention_matrix(
+    weights: torch.Tensor,
+    *,
+    panel_titles: Sequence[str] | None = None,
+    title: str = "Attention",
+    xlabel: str = "key token j",
+    ylabel: str = "query token i",
+    colorbar_label: str = "",
+    cmap: str = "viridis",
+) -> matplotlib.figure.Figure:
+    """One or more N_q x N_k matrices (scores or attention weights) side by side, each with its colour bar.
+
+    Args:
+        weights: (N_q, N_k) or (k, N_q, N_k).
+        panel_titles: a title per matrix.
+        title, xlabel, ylabel, colorbar_label: the text of the figure.
+
+    Raises:
+        ValueError: if ``weights`` is not 2-D or 3-D, or the titles do not match the matrices.
+    """
+    if weights.ndim == 2:
+        weights = weights[None]
+    if weights.ndim != 3:
+        raise ValueError(f"expected (N_q, N_k) or (k, N_q, N_k), got shape {tuple(weights.shape)}")
+    panel_titles = list(panel_titles) if panel_titles is not None else [""] * len(weights)
+    if len(panel_titles) != len(weights):
+        raise ValueError(f"{len(panel_titles)} panel titles for {len(weights)} matrices")
+    fig, axes = plt.subplots(1, len(weights), figsize=(4.4 * len(weights), 4.0), squeeze=False)
+    for ax, w, name in zip(axes[0], weights.detach().float().cpu(), panel_titles):
+        shown = ax.imshow(w.numpy(), cmap=cmap, interpolation="nearest")
+        fig.colorbar(shown, ax=ax, fraction=0.046, label=colorbar_label)
+        ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _show_image(ax, image: torch.Tensor) -> None:
+    if image.dtype != torch.uint8:
+        image = (image.clamp(0, 1) * 255).to(torch.uint8)
+    ax.imshow(image.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+
+
+def _overlay(ax, image: torch.Tensor, heat: torch.Tensor, alpha: float, cmap: str) -> None:
+    """Draw ``image`` (3, H, W) and on it ``heat`` (h, w), min-max scaled, stretched over the image."""
+    h, w = image.shape[-2:]
+    heat = heat.detach().float().cpu()
+    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
+    _show_image(ax, image)
+    ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+    ax.axis("off")
+
+
+def plot_cls_attention(
+    maps: Sequence[torch.Tensor],
+    images: torch.Tensor,
+    index: int = 0,
+    *,
+    grid_size: int | tuple[int, int] | None = None,
+    title: str = "Attention of [CLS] to each patch",
+    row_label: str = "layer {l}",
+    col_label: str = "head {h}",
+    mean_label: str = "mean of heads",
+    alpha: float = 0.6,
+) -> matplotlib.figure.Figure:
+    """The [CLS] token's attention over the patch grid, for every layer (rows) and head (columns).
+
+    The first column overlays the mean over heads on the image; the others show each head's map
+    (its own colour scale: bright = more attention).
+
+    Args:
+        maps: per-layer weights (B, h, N, N) with [CLS] first.
+        images: the images the maps come from, (B, 3, H, W), uint8 (or float in [0, 1]).
+        index: which image of the batch.
+        grid_size: the patch grid; ``None`` means square.
+        title: figure title; ``row_label`` is formatted with ``l``, ``col_label`` with ``h`` (from 1).
+        mean_label: title of the first column.
+        alpha: opacity of the overlay.
+
+    Raises:
+        ValueError: on weights that are not (B, h, N, N) or do not fit the grid.
+    """
+    _check_maps(maps)
+    num_layers, num_heads = len(maps), maps[0].shape[1]
+    fig, axes = plt.subplots(num_layers, num_heads + 1, figsize=(1.55 * (num_heads + 1), 1.55 * num_layers), squeeze=False)
+    for l, a in enumerate(maps):
+        cls_maps = cls_attention_map(a[index], grid_size)  # (h, gh, gw)
+        _overlay(axes[l, 0], images[index], cls_maps.mean(0), alpha, "inferno")
+        axes[l, 0].axis("on")
+        axes[l, 0].set_xticks([])
+        axes[l, 0].set_yticks([])
+        axes[l, 0].set_ylabel(row_label.format(l=l + 1), fontsize=9)
+        for h in range(num_heads):
+            ax = axes[l, h + 1]
+            ax.imshow(cls_maps[h].cpu().numpy(), cmap="inferno", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title(mean_label, fontsize=9)
+    for h in range(num_heads):
+        axes[0, h + 1].set_title(col_label.format(h=h + 1), fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def overlay_attention(
+    images: torch.Tensor,
+    heat_maps: torch.Tensor,
+    *,
+    captions: Sequence[str] | None = None,
+    title: str = "Attention rollout",
+    alpha: float = 0.6,
+    cmap: str = "inferno",
+) -> matplotlib.figure.Figure:
+    """Images (top row) and the same images with a map over them (bottom row).
+
+    Each map is scaled to [0, 1] on its own and stretched (bilinear) over its image.
+
+    Args:
+        images: (B, 3, H, W), uint8 (or float in [0, 1]).
+        heat_maps: (B, h, w), e.g. :func:`cls_attention_map` of a rollout.
+        captions: a caption per image.
+        title: figure title.
+        alpha: opacity of the map.
+
+    Raises:
+        ValueError: if the numbers of images, maps and captions differ.
+    """
+    if heat_maps.ndim != 3 or len(images) != len(heat_maps):
+        raise ValueError(f"expected one map (h, w) per image: {len(images)} images, maps of shape {tuple(heat_maps.shape)}")
+    if captions is not None and len(captions) != len(images):
+        raise ValueError(f"{len(captions)} captions for {len(images)} images")
+    b = len(images)
+    fig, axes = plt.subplots(2, b, figsize=(1.9 * b, 4.1), squeeze=False)
+    for i in range(b):
+        _show_image(axes[0, i], images[i])
+        axes[0, i].axis("off")
+        if captions is not None:
+            axes[0, i].set_title(captions[i], fontsize=8)
+        _overlay(axes[1, i], images[i], heat_maps[i], alpha, cmap)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_distance(
+    distances: torch.Tensor,
+    *,
+    title: str = "Mean attention distance",
+    xlabel: str = "layer",
+    ylabel: str = "mean attention distance (pixels)",
+    head_label: str = "head {h}",
+    reference: float | None = None,
+    reference_label: str = "uniform attention",
+) -> matplotlib.figure.Figure:
+    """Mean attention distance of each head against the layer, as in ViT's Fig. 7 (right).
+
+    Args:
+        distances: (L, h), from :func:`mean_attention_distance`.
+        title, xlabel, ylabel: the text of the figure; ``head_label`` is formatted with ``h`` (from 1).
+        reference: a distance to draw as a dashed line (e.g. that of uniform attention), or ``None``.
+        reference_label: its legend entry.
+    """
+    num_layers, num_heads = distances.shape
+    layers = torch.arange(1, num_layers + 1)
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    for h in range(num_heads):
+        ax.scatter(layers, distances[:, h], label=head_label.format(h=h + 1), s=28)
+    if reference is not None:
+        ax.axhline(reference, color="gray", ls="--", label=reference_label)
+    ax.set_xticks(layers.tolist())
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_time(
+    num_tokens: Sequence[int],
+    milliseconds: Sequence[float],
+    *,
+    title: str = "Time of self-attention",
+    xlabel: str = "number of tokens N",
+    ylabel: str = "time per forward pass (ms)",
+    measured_label: str = "measured",
+    reference_label: str = "proportional to N^2",
+) -> matplotlib.figure.Figure:
+    """Measured attention time against N on log-log axes, with the curve c N^2 through the last point.
+
+    On log-log axes N^2 is a straight line of slope 2: a measurement that runs parallel to it
+    grows quadratically.
+
+    Args:
+        num_tokens: the values of N.
+        milliseconds: one time per N.
+        title, xlabel, ylabel, measured_label, reference_label: the text of the figure.
+
+    Raises:
+        ValueError: if the two sequences differ in length or are empty.
+    """
+    if len(num_tokens) != len(milliseconds) or not num_tokens:
+        raise ValueError(f"{len(num_tokens)} token counts for {len(milliseconds)} times")
+    ns = torch.tensor(num_tokens, dtype=torch.float64)
+    c = milliseconds[-1] / float(ns[-1]) ** 2
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(ns, milliseconds, marker="o", label=measured_label)
+    ax.plot(ns, c * ns**2, ls="--", color="gray", label=reference_label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(num_tokens), [str(n) for n in num_tokens])
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,116 @@
+"""Positional embeddings: telling a model that reads a set of tokens where each patch sits.
+
+ViT adds a learned vector E_pos per position to the patch embeddings (Dosovitskiy et al. 2021,
+Eq. 1); Sec. 4.5 and Fig. 7 (center) show that after training on much data the learned vectors
+of nearby patches are similar, in a 2-D pattern of rows and columns. A fixed alternative is the
+sine-cosine embedding of Vaswani et al. (2017, Sec. 3.5), in its 2-D form (one half of the
+channels codes the row, the other the column) as used by MAE (He et al. 2022).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+__all__ = ["sincos_pos_embed_2d", "pos_embed_similarity", "plot_pos_similarity"]
+
+
+def _grid(grid_size: int | tuple[int, int]) -> tuple[int, int]:
+    gh, gw = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+    if gh <= 0 or gw <= 0:
+        raise ValueError(f"grid size must be positive, got {gh}x{gw}")
+    return gh, gw
+
+
+def sincos_pos_embed_2d(grid_size: int | tuple[int, int], embed_dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed 2-D sine-cosine positional embeddings, one per patch of a grid (row-major order).
+
+    Channels [0, D/2) code the row and [D/2, D) the column; each half is
+    [sin(pos * w_k), cos(pos * w_k)] with w_k = temperature^(-k / (D/4)), k = 0 .. D/4 - 1.
+
+    Args:
+        grid_size: H/P, or (H/P, W/P), the token grid.
+        embed_dim: D; must be divisible by 4.
+        temperature: the base of the frequencies (10000 in Vaswani et al.).
+
+    Returns:
+        Tensor (H/P * W/P, D), float32.
+
+    Raises:
+        ValueError: if D is not divisible by 4 or the grid is empty.
+    """
+    gh, gw = _grid(grid_size)
+    if embed_dim % 4:
+        raise ValueError(f"embed_dim {embed_dim} must be divisible by 4 (sin and cos for rows and columns)")
+    omega = temperature ** (-torch.arange(embed_dim // 4, dtype=torch.float64) / (embed_dim // 4))
+
+    def code(positions: torch.Tensor) -> torch.Tensor:  # (n,) -> (n, D/2)
+        angles = positions.double()[:, None] * omega[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    rows, cols = torch.meshgrid(torch.arange(gh), torch.arange(gw), indexing="ij")
+    return torch.cat([code(rows.flatten()), code(cols.flatten())], dim=1).float()
+
+
+def pos_embed_similarity(pos_embed: torch.Tensor, grid_size: int | tuple[int, int]) -> torch.Tensor:
+    """Cosine similarity between the positional embeddings of every pair of patches.
+
+    Args:
+        pos_embed: (N, D), (1, N, D), or with the [CLS] position first, (1 + N, D) or (1, 1 + N, D),
+            as ``ViT.pos_embed``; N = H/P * W/P. The [CLS] row, if present, is dropped.
+        grid_size: H/P, or (H/P, W/P).
+
+    Returns:
+        Tensor (H/P, W/P, H/P, W/P): entry [i, j, k, l] is the similarity of patch (i, j) with patch (k, l).
+
+    Raises:
+        ValueError: if the number of embeddings is neither N nor 1 + N.
+    """
+    gh, gw = _grid(grid_size)
+    e = pos_embed.detach().float()
+    if e.ndim == 3 and e.shape[0] == 1:
+        e = e[0]
+    if e.ndim != 2:
+        raise ValueError(f"expected positional embeddings (N, D) or (1, N, D), got shape {tuple(pos_embed.shape)}")
+    n = gh * gw
+    if e.shape[0] == n + 1:
+        e = e[1:]
+    elif e.shape[0] != n:
+        raise ValueError(f"{e.shape[0]} embeddings do not fit a {gh}x{gw} grid ({n} patches, or {n + 1} with [CLS])")
+    e = F.normalize(e, dim=1)
+    return rearrange(e @ e.T, "(i j) (k l) -> i j k l", i=gh, k=gh)
+
+
+def plot_pos_similarity(
+    similarities: Mapping[str, torch.Tensor],
+    *,
+    title: str = "Cosine similarity of positional embeddings",
+    xlabel: str = "column of the patch",
+    ylabel: str = "row of the patch",
+    colorbar_label: str = "cosine similarity",
+) -> matplotlib.figure.Figure:
+    """One panel per set of embeddings, drawn as in ViT's Fig. 7 (center): tile (i, j) of a panel
+    shows the similarity of patch (i, j) with every patch. Each panel has its own colour scale.
+
+    Args:
+        similarities: panel title -> a tensor (H/P, W/P, H/P, W/P) from :func:`pos_embed_similarity`.
+        title, xlabel, ylabel, colorbar_label: the text of the figure.
+    """
+    fig, axes = plt.subplots(1, len(similarities), figsize=(5.0 * len(similarities), 4.4), squeeze=False)
+    for ax, (name, sim) in zip(axes[0], similarities.items()):
+        gh, gw = sim.shape[:2]
+        tiles = F.pad(sim.float(), (0, 1, 0, 1), value=float("nan"))  # a blank line between tiles
+        shown = ax.imshow(rearrange(tiles, "i j k l -> (i k) (j l)").numpy(), cmap="viridis", interpolation="nearest")
+        fig.colorbar(shown, ax=ax, fraction=0.046, label=colorbar_label)
+        ax.set_xticks([j * (gw + 1) + (gw - 1) / 2 for j in range(gw)], [str(j + 1) for j in range(gw)])
+        ax.set_yticks([i * (gh + 1) + (gh - 1) / 2 for i in range(gh)], [str(i + 1) for i in range(gh)])
+        ax.tick_params(length=0)
+        ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

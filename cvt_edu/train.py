@@ -282,7 +282,9 @@ def fit(
 
     label = name or type(model).__name__
     final = None
-    epochs = tqdm(range(state.epoch, cfg.epochs), desc=label, initial=state.epoch, total=cfg.epochs, disable=not cfg.progress)
+    # TQDM_DISABLE=1 hides the bars (tqdm only reads it when ``disable`` is not passed); the epoch lines stay.
+    bars = cfg.progress and os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true")
+    epochs = tqdm(range(state.epoch, cfg.epochs), desc=label, initial=state.epoch, total=cfg.epochs, disable=not bars)
     for epoch in epochs:
         model.train()
         loader.generator.manual_seed(cfg.seed + epoch)  # the data order depends only on the epoch, so resuming repeats it
@@ -290,7 +292,7 @@ def fit(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         seen = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not cfg.progress)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not bars)
         for step, (images, labels) in enumerate(bar):
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
@@ -309,7 +311,7 @@ def fit(
             loss_sum += loss.detach() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             seen += len(labels)
-            if cfg.progress and (step % 10 == 0 or step == len(loader) - 1):
+            if bars and (step % 10 == 0 or step == len(loader) - 1):
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
         seconds = time.perf_counter() - start
         state.train_seconds += seconds

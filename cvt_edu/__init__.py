@@ -11,7 +11,8 @@ and torchvision weights in the course's models), :mod:`~cvt_edu.data`, :mod:`~cv
 :mod:`~cvt_edu.plots`, :mod:`~cvt_edu.experiment`, :mod:`~cvt_edu.bench`, :mod:`~cvt_edu.quiz`,
 :mod:`~cvt_edu.i18n`, :mod:`~cvt_edu.cli`; and the figures of the chapters:
 :mod:`~cvt_edu.patch_viz`, :mod:`~cvt_edu.positional`, :mod:`~cvt_edu.attention_viz`,
-:mod:`~cvt_edu.window_viz` and :mod:`~cvt_edu.pyramid_viz`.
+:mod:`~cvt_edu.viz_embedding`, :mod:`~cvt_edu.shift`, :mod:`~cvt_edu.ablation`,
+:mod:`~cvt_edu.window_viz`, :mod:`~cvt_edu.pyramid_viz` and :mod:`~cvt_edu.transfer`.
 """
 
 from .checkpoint import load_checkpoint, save_pretrained

@@ -43,7 +43,7 @@ class LinearQKV(nn.Module):
 class ConvProjection(nn.Module):
     """The convolutional part of CvT's projection, before the linear map (Sec. 3.2, Fig. 3).
 
-    Methods, as in the paper's ablation (Table 6 and the released code):
+    Methods, as in the paper's ablation (Sec. 4.4) and the released code:
         ``"dw_bn"``: depthwise convolution (no bias) then BatchNorm;
         ``"avg"``: average pooling with the same kernel, stride and padding;
         ``"linear"``: nothing (the plain linear projection of ViT).
@@ -54,7 +54,9 @@ class ConvProjection(nn.Module):
         method: one of ``PROJECTION_METHODS``.
 
     Shapes:
-        (B, C, H, W) -> (B, H'*W', C); with stride 2 and padding 1, H' = ceil(H / 2).
+        (B, C, H, W) -> (B, H'*W', C). With kernel 3, stride 2 and padding 1, H' = ceil(H / 2) for
+        ``"dw_bn"``; ``"avg"`` pools with ``ceil_mode=True`` as the released code does, which can keep
+        one more row and column (a 16x16 map gives 9x9).
 
     Raises:
         ValueError: on an unknown method.

@@ -1,0 +1,274 @@
+"""Seeing the convolutional token embedding: which pixels make a token, and the stage hierarchy.
+
+ViT (Dosovitskiy et al., ICLR 2021, Sec. 3.1) cuts the image into non-overlapping P x P
+patches: kernel = stride = P, no padding. CvT (Wu et al., ICCV 2021, Sec. 3.1) embeds with an
+overlapping strided convolution: kernel s, stride s - o, padding p, so neighbouring tokens share
+pixels; every stage embeds the previous token map again, and a token of stage i covers a window
+of pixels that grows from stage to stage. These helpers compute those windows (pure geometry),
+draw them on an image, and tabulate the stages of a CvT.
+
+The windows are those of the embedding convolutions alone: attention inside each stage is
+global, so once the blocks have run every token can depend on every pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.patches import Rectangle
+from torch import nn
+
+from .cvt import CvT
+from .patching import conv_output_size
+
+__all__ = [
+    "token_window",
+    "compose_embeddings",
+    "cvt_embeddings",
+    "stage_summary",
+    "stage_table",
+    "pca_rgb",
+    "plot_receptive_fields",
+    "plot_token_maps",
+]
+
+
+def token_window(index: int, kernel_size: int, stride: int, padding: int) -> tuple[int, int]:
+    """The pixels, along one axis, that the embedding convolution reads for token ``index``.
+
+    Token i reads input positions [i * stride - padding, i * stride - padding + kernel_size);
+    positions below 0 or past the image are zero padding.
+
+    Args:
+        index: i, the token's row or column in the token map (0-based).
+        kernel_size, stride, padding: s, s - o and p of the convolution (CvT, Sec. 3.1).
+
+    Returns:
+        (start, stop), a half-open range of input positions; it may reach into the padding.
+
+    Raises:
+        ValueError: for a negative index or padding, or a kernel or stride below 1.
+    """
+    if index < 0 or padding < 0 or kernel_size < 1 or stride < 1:
+        raise ValueError(
+            f"need index >= 0, kernel_size >= 1, stride >= 1, padding >= 0; got index={index}, "
+            f"kernel_size={kernel_size}, stride={stride}, padding={padding}"
+        )
+    start = index * stride - padding
+    return start, start + kernel_size
+
+
+def compose_embeddings(layers: Sequence[tuple[int, int, int]]) -> tuple[int, int, int]:
+    """One (kernel, stride, padding) equivalent, in pixels, to a stack of convolutions.
+
+    For convolutions (k_1, s_1, p_1), (k_2, s_2, p_2), ... applied one after the other, a token of
+    the last map reads a window of k = k_1 + sum_i (k_i - 1) s_1 ... s_{i-1} pixels, neighbouring
+    tokens are s = s_1 s_2 ... pixels apart, and the window starts p = p_1 + sum_i p_i s_1 ... s_{i-1}
+    pixels before i * s (so :func:`token_window` applies to the result).
+
+    Args:
+        layers: (kernel_size, stride, padding) of each convolution, first one first.
+
+    Returns:
+        (kernel_size, stride, padding) in input pixels.
+
+    Raises:
+        ValueError: for an empty list.
+    """
+    if not layers:
+        raise ValueError("need at least one (kernel_size, stride, padding) layer")
+    k, s, p = layers[0]
+    for k_i, s_i, p_i in layers[1:]:
+        k, p, s = k + (k_i - 1) * s, p + p_i * s, s * s_i
+    return k, s, p
+
+
+def cvt_embeddings(model: CvT) -> list[tuple[int, int, int]]:
+    """(kernel_size, stride, padding) of the token embedding of every stage of a CvT."""
+    return [(s.kernel_size, s.stride, s.padding) for s in model.config.stages]
+
+
+@torch.no_grad()
+def stage_summary(model: CvT, image_size: int) -> list[dict[str, Any]]:
+    """Token map size, width and windows of every stage of a CvT, measured with ``forward_stages``.
+
+    Runs one image of zeros, shape (1, C, image_size, image_size), through the model (in eval
+    mode) and reads the size of each stage's token map (B, C_i, H_i, W_i); the size predicted by
+    :func:`~cvt_edu.patching.conv_output_size` is returned beside it.
+
+    Returns:
+        One dict per stage: ``stage`` (1-based), ``kernel_size``, ``stride``, ``padding``, ``height``
+        and ``width`` (measured H_i, W_i), ``formula`` (H_i from the formula), ``tokens`` (H_i W_i,
+        plus 1 where the stage has a [CLS] token), ``embed_dim`` (C_i), ``depth``, ``num_heads``,
+        ``window`` and ``step`` (the kernel and stride in input pixels, see :func:`compose_embeddings`).
+
+    Raises:
+        ValueError: if the image is smaller than a stage's kernel (from the embedding).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        maps, _ = model.forward_stages(torch.zeros(1, model.config.in_chans, image_size, image_size, device=device))
+    finally:
+        model.train(was_training)
+    rows, side, layers = [], image_size, []
+    for i, (stage, fmap) in enumerate(zip(model.config.stages, maps), 1):
+        side = conv_output_size(side, stage.kernel_size, stage.stride, stage.padding)
+        layers.append((stage.kernel_size, stage.stride, stage.padding))
+        window, step, _ = compose_embeddings(layers)
+        rows.append(
+            dict(
+                stage=i,
+                kernel_size=stage.kernel_size,
+                stride=stage.stride,
+                padding=stage.padding,
+                height=fmap.shape[2],
+                width=fmap.shape[3],
+                formula=side,
+                tokens=fmap.shape[2] * fmap.shape[3] + int(stage.cls_token),
+                embed_dim=fmap.shape[1],
+                depth=stage.depth,
+                num_heads=stage.num_heads,
+                window=window,
+                step=step,
+            )
+        )
+    return rows
+
+
+def stage_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table of :func:`stage_summary` rows (column names in English, as in the code)."""
+    lines = [
+        "| stage | kernel s | stride s-o | padding p | H_i x W_i (forward_stages) | H_i (formula) "
+        "| tokens | width C_i | blocks | heads | pixel window (stride) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['stage']} | {r['kernel_size']} | {r['stride']} | {r['padding']} | {r['height']} x {r['width']} "
+            f"| {r['formula']} "
+            f"| {r['tokens']} | {r['embed_dim']} | {r['depth']} | {r['num_heads']} | {r['window']} ({r['step']}) |"
+        )
+    return "\n".join(lines)
+
+
+def pca_rgb(token_map: torch.Tensor) -> torch.Tensor:
+    """Colour a token map by its first three principal components, for display.
+
+    Args:
+        token_map: shape (C, H, W), C >= 3.
+
+    Returns:
+        An image (H, W, 3) with values in [0, 1]: each channel is one principal component of
+        the H*W tokens, scaled to [0, 1]. Signs of components are arbitrary.
+
+    Raises:
+        ValueError: for a tensor that is not 3-D or has fewer than 3 channels.
+    """
+    if token_map.ndim != 3 or token_map.shape[0] < 3:
+        raise ValueError(f"expected a token map (C, H, W) with C >= 3, got shape {tuple(token_map.shape)}")
+    c, h, w = token_map.shape
+    tokens = token_map.detach().float().reshape(c, h * w).T
+    tokens = tokens - tokens.mean(0)
+    _, _, v = torch.linalg.svd(tokens, full_matrices=False)
+    rgb = tokens @ v[:3].T
+    rgb = (rgb - rgb.min(0).values) / (rgb.max(0).values - rgb.min(0).values).clamp_min(1e-8)
+    return rgb.reshape(h, w, 3).cpu()
+
+
+def plot_receptive_fields(
+    image: torch.Tensor,
+    embeddings: Mapping[str, tuple[int, int, int]],
+    tokens: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 2)),
+    *,
+    title: str = "Which pixels make a token",
+    subtitle: str = "{h}x{w} tokens",
+    xlabel: str = "x (pixels)",
+    ylabel: str = "y (pixels)",
+) -> matplotlib.figure.Figure:
+    """Draw, on an image, the pixel windows of a few tokens for several token embeddings.
+
+    One panel per embedding. The zero padding around the image is shown in grey; each chosen
+    token's window (see :func:`token_window`) is a coloured square, and a dot marks its centre.
+
+    Args:
+        image: uint8 image (3, H, W).
+        embeddings: panel label -> (kernel_size, stride, padding) in pixels, e.g.
+            ``{"ViT": (4, 4, 0), "CvT": (3, 2, 1)}``.
+        tokens: (row, column) of the tokens to draw in every panel; tokens outside a panel's map are skipped.
+        title: figure title.
+        subtitle: second line of each panel title, formatted with the map size ``h`` and ``w``.
+        xlabel, ylabel: axis labels.
+
+    Raises:
+        ValueError: if ``image`` is not (3, H, W), or an embedding does not fit the image.
+    """
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected one image (3, H, W), got shape {tuple(image.shape)}")
+    height, width = image.shape[1:]
+    fig, axes = plt.subplots(1, len(embeddings), figsize=(3.6 * len(embeddings), 4.0), squeeze=False)
+    for ax, (label, (k, s, p)) in zip(axes[0], embeddings.items()):
+        h, w = conv_output_size(height, k, s, p), conv_output_size(width, k, s, p)
+        ax.add_patch(Rectangle((-p - 0.5, -p - 0.5), width + 2 * p, height + 2 * p, color="0.85", zorder=0))
+        extent = (-0.5, width - 0.5, height - 0.5, -0.5)  # pixel centres at whole numbers
+        ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest", extent=extent, zorder=1)
+        for n, (i, j) in enumerate(tokens):
+            if i >= h or j >= w:
+                continue
+            (r0, r1), (c0, c1) = token_window(i, k, s, p), token_window(j, k, s, p)
+            color = f"C{n % 10}"
+            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, lw=2.2, ec=color, zorder=3))
+            ax.plot((c0 + c1 - 1) / 2, (r0 + r1 - 1) / 2, "o", color=color, ms=4, zorder=4)
+        margin = max(p, 1) + 0.5
+        ax.set(xlim=(-margin, width - 1 + margin), ylim=(height - 1 + margin, -margin), xlabel=xlabel, ylabel=ylabel)
+        ax.set_title(f"{label}\n{subtitle.format(h=h, w=w)}", fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    return fig
+
+
+def plot_token_maps(
+    images: Sequence[torch.Tensor],
+    maps: Sequence[Sequence[torch.Tensor]],
+    *,
+    row_labels: Sequence[str],
+    col_labels: Sequence[str],
+    title: str = "Token maps (first three principal components as RGB)",
+) -> matplotlib.figure.Figure:
+    """A grid of images and their token maps, each map coloured with :func:`pca_rgb`.
+
+    Args:
+        images: one uint8 image (3, H, W) per row, drawn in the first column.
+        maps: per row, the token maps (C, h, w) to draw after the image.
+        row_labels: one label per row; col_labels: one label per column (image first).
+        title: figure title.
+
+    Raises:
+        ValueError: if the numbers of images, map rows and labels disagree.
+    """
+    if len(images) != len(maps) or len(row_labels) != len(images):
+        raise ValueError(f"got {len(images)} images, {len(maps)} rows of maps and {len(row_labels)} row labels")
+    cols = 1 + max(len(m) for m in maps)
+    if len(col_labels) != cols:
+        raise ValueError(f"need {cols} column labels (the image, then one per map), got {len(col_labels)}")
+    fig, axes = plt.subplots(len(images), cols, figsize=(2.3 * cols, 2.4 * len(images)), squeeze=False)
+    for r, (image, row) in enumerate(zip(images, maps)):
+        panels = [image.permute(1, 2, 0).numpy()] + [pca_rgb(m).numpy() for m in row]
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(panels):
+                ax.imshow(panels[c], interpolation="nearest")
+            else:
+                ax.axis("off")
+            if r == 0:
+                ax.set_title(col_labels[c], fontsize=9)
+        axes[r][0].set_ylabel(row_labels[r], fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

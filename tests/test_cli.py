@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,5 +49,6 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_console_script_is_installed():
-    result = subprocess.run(["cvt-edu", "--help"], capture_output=True, text=True)
+    script = Path(sys.executable).with_name("cvt-edu")  # installed beside the interpreter by pip
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "train" in result.stdout and "compare" in result.stdout

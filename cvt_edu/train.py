@@ -276,6 +276,9 @@ def fit(
             if scaler and saved["scaler"]:
                 scaler.load_state_dict(saved["scaler"])
             state = _State(**saved["state"])
+            if cfg.progress:
+                done = "finished" if state.epoch >= cfg.epochs else "interrupted"
+                print(f"{name or type(model).__name__}: resuming the {done} run in {out} at epoch {state.epoch}/{cfg.epochs}")
             torch.set_rng_state(saved["rng"]["torch"])
             np.random.set_state(saved["rng"]["numpy"])
             random.setstate(saved["rng"]["python"])

@@ -30,6 +30,17 @@ def test_chapter_pages_show_their_outputs_and_a_colab_button(html, lang):
     assert page.count("<img") >= 5, "figures of the committed run"
     assert "colab.research.google.com/github/cvt-edu/cvt-edu/blob/main/notebooks/" + lang in page
     assert "test accuracy (%)" in page  # the comparison table
+    other = "es" if lang == "pt" else "pt"
+    assert f'href="../{other}/05_vit_vs_cvt_cifar10.html"' in page  # the same chapter in the other language
+    assert "REPO_URL" not in page  # the Colab setup cell is left out of the book
+
+
+def test_every_chapter_and_the_reference_pages_are_rendered(html):
+    for lang in ("pt", "es"):
+        pages = sorted(p.name for p in (html / "notebooks" / lang).glob("*.html"))
+        assert len(pages) == 10, pages
+    assert "Dosovitskiy" in (html / "book" / "pt" / "referencias.html").read_text(encoding="utf-8")
+    assert "Glosario" in (html / "book" / "es" / "glosario.html").read_text(encoding="utf-8")
 
 
 def test_landing_pages_link_to_each_other(html):

@@ -38,6 +38,8 @@ def test_both_languages_have_the_same_code(pt):
 @pytest.mark.parametrize("path", PT + ES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_setup_cell_installs_cvt_edu_from_the_repository_and_picks_the_device(path):
     url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    first = json.loads(path.read_text(encoding="utf-8"))["cells"][0]
+    assert first["cell_type"] == "code", "the first cell is the setup cell"
     setup = code_cells(path)[0]
     assert f'REPO_URL = "{url}"' in setup
     assert 'find_spec("cvt_edu") is None' in setup and "git+{REPO_URL}" in setup

@@ -42,6 +42,9 @@ def test_setup_cell_installs_cvt_edu_from_the_repository_and_picks_the_device(pa
     assert first["cell_type"] == "code", "the first cell is the setup cell"
     setup = code_cells(path)[0]
     assert f'REPO_URL = "{url}"' in setup
+    from cvt_edu.quiz import REPO_URL
+
+    assert REPO_URL == url, "cvt_edu.quiz fetches quizzes for Colab from the same repository"
     assert 'find_spec("cvt_edu") is None' in setup and "git+{REPO_URL}" in setup
     assert "DEVICE = pick_device()" in setup and "QUICK = quick_mode()" in setup
 

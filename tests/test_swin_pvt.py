@@ -11,7 +11,6 @@ from safetensors.torch import load_file
 from timm.models import swin_transformer as timm_swin
 
 from cvt_edu.attention import MultiHeadAttention, attention_maps
-from cvt_edu.checkpoint import load_checkpoint, save_pretrained
 from cvt_edu.cost import count_flops, count_params
 from cvt_edu.models import arch_of, build_model, model_config
 from cvt_edu.pretrained_swin_pvt import pvt_from_hf, swin_from_hf
@@ -211,13 +210,6 @@ def test_pvt_tiny_from_transformers_gives_the_same_logits():
 # --- the models -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", TINY)
-def test_tiny_models_map_cifar_images_to_ten_logits(name):
-    model = build_model(name)
-    assert model(torch.randn(3, 3, 32, 32)).shape == (3, 10)
-    assert 1.0e6 < count_params(model) < 1.4e6
-
-
 def test_swin_and_pvt_are_pyramids():
     images = torch.randn(2, 3, 32, 32)
     swin_maps = build_model("swin-tiny").forward_stages(images)
@@ -227,28 +219,12 @@ def test_swin_and_pvt_are_pyramids():
     assert cls.shape == (2, 1, 160)
 
 
-@pytest.mark.parametrize("name", TINY)
-def test_a_gradient_reaches_every_parameter(name):
-    torch.manual_seed(0)
-    model = build_model(name).train()
-    loss = torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32)), torch.arange(8))
-    loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
-    assert not missing, f"no gradient reaches {missing}"
-
-
 @pytest.mark.parametrize("name,params_m,macs_g", [("swin-t", 28.3, 4.5), ("pvt-v1-tiny", 13.2, 1.9)])
 def test_imagenet_specifications_match_the_papers(name, params_m, macs_g):
     # Swin: Table 1 of Liu et al.; PVT: Table 2 of Wang et al. ("FLOPs" there are multiply-adds)
     model = build_model(name)
     assert count_params(model) / 1e6 == pytest.approx(params_m, rel=0.01)
     assert count_flops(model, (1, 3, 224, 224))["macs"] / 1e9 == pytest.approx(macs_g, rel=0.03)
-
-
-@pytest.mark.parametrize("name", TINY)
-def test_wrong_channel_count_is_a_clear_error(name):
-    with pytest.raises(ValueError, match=r"expected 3 channels, got 1"):
-        build_model(name)(torch.randn(1, 1, 32, 32))
 
 
 def test_swin_rejects_sizes_its_patches_or_windows_do_not_divide():
@@ -272,19 +248,6 @@ def test_pvt_rejects_sizes_its_positional_embeddings_do_not_know():
         model(torch.randn(1, 3, 30, 30))
     with pytest.raises(ValueError, match=r"expected 32x32 images .* got 64x64"):
         model(torch.randn(1, 3, 64, 64))
-
-
-@pytest.mark.parametrize("name", TINY)
-def test_checkpoint_round_trip_gives_the_same_logits(name, tmp_path):
-    torch.manual_seed(0)
-    model = build_model(name).eval()
-    save_pretrained(model, tmp_path, name=name)
-    loaded, config = load_checkpoint(tmp_path)
-    assert type(loaded) is type(model) and loaded.config == model.config
-    images = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(images), model(images))
-    assert config["name"] == name and config["arch"] == name.split("-")[0]
 
 
 @pytest.mark.parametrize("name", TINY)

@@ -18,7 +18,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from .i18n import t
 
-__all__ = ["show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified", "plot_data_fraction"]
+__all__ = ["image_grid", "show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified", "plot_data_fraction"]
 
 
 def show_images(
@@ -32,7 +32,7 @@ def show_images(
         classes: class names.
     """
     pick = _sample(torch.arange(len(images)), n)
-    return _image_grid(images[pick], [classes[int(labels[i])] for i in pick], title or t("cifar_images", lang))
+    return image_grid(images[pick], [classes[int(labels[i])] for i in pick], title or t("cifar_images", lang))
 
 
 def _sample(indices: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
@@ -41,14 +41,26 @@ def _sample(indices: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
     return indices[order[:n]]
 
 
-def _image_grid(images: torch.Tensor, captions: Sequence[str], title: str, cols: int = 6) -> matplotlib.figure.Figure:
+def image_grid(
+    images: torch.Tensor,
+    captions: Sequence[str],
+    title: str,
+    cols: int = 6,
+    *,
+    size: tuple[float, float] = (1.9, 2.4),
+    fontsize: float = 8,
+) -> matplotlib.figure.Figure:
+    """uint8 images (N, 3, H, W) in a grid of ``cols`` columns, image i titled ``captions[i]``.
+
+    ``size`` is the width and height of one cell in inches; only ``len(captions)`` images are drawn.
+    """
     rows = max(1, -(-len(captions) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (ax, caption) in enumerate(zip(axes.flat, captions)):
         ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(caption, fontsize=8)
+        ax.set_title(caption, fontsize=fontsize)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -139,7 +151,7 @@ def show_misclassified(
     """
     wrong = _sample((predictions != labels).nonzero().flatten(), n)
     captions = [f"{classes[labels[i]]}\n-> {classes[predictions[i]]}" for i in wrong.tolist()]
-    return _image_grid(images[wrong], captions, title or t("misclassified", lang))
+    return image_grid(images[wrong], captions, title or t("misclassified", lang))
 
 
 def plot_data_fraction(

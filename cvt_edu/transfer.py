@@ -31,6 +31,7 @@ from .checkpoint import save_pretrained, write_json
 from .cost import count_flops
 from .data import ImageTensors, denormalize
 from .models import build_model
+from .plots import image_grid
 from .pretrained import load_pretrained
 from .train import METRICS, TrainConfig, fit, quick_mode, seed_everything
 
@@ -272,19 +273,12 @@ def show_predictions(
         captions: an optional first caption line per image (e.g. the true class).
         cols: images per row.
     """
-    n = len(predictions)
-    rows = max(1, -(-n // cols))
     lines_per_image = max(len(p) for p in predictions) + (1 if captions else 0)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, (2.3 + 0.32 * lines_per_image) * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for i, (ax, top) in enumerate(zip(axes.flat, predictions)):
-        ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
-        lines = ([captions[i]] if captions else []) + [f"{label[:22]} {_percent(p)}" for label, p in top]
-        ax.set_title("\n".join(lines), fontsize=7.5)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    texts = [
+        "\n".join(([captions[i]] if captions else []) + [f"{label[:22]} {_percent(p)}" for label, p in top])
+        for i, top in enumerate(predictions)
+    ]
+    return image_grid(images, texts, title, cols, size=(2.3, 2.3 + 0.32 * lines_per_image), fontsize=7.5)
 
 
 def _percent(p: float) -> str:

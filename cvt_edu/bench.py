@@ -24,7 +24,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["BenchConfig", "measure", "run_bench", "format_table"]
+__all__ = ["BenchConfig", "measure", "isolated", "peak_memory_mib", "run_bench", "format_table"]
 
 
 @dataclass
@@ -78,7 +78,8 @@ def _build(impl: str, cfg: BenchConfig) -> tuple[Callable[[torch.Tensor], torch.
     return ours, ours
 
 
-def _peak_memory_mib(device: torch.device, baseline_kib: int) -> float:
+def peak_memory_mib(device: torch.device, baseline_kib: int) -> float:
+    """Peak memory of this process so far, MiB: CUDA's peak allocation, or the peak resident set above ``baseline_kib``."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
@@ -126,30 +127,36 @@ def measure(impl: str, mode: str, cfg: BenchConfig) -> dict[str, Any]:
         "impl": impl,
         "mode": mode,
         "images_per_second": cfg.steps * cfg.batch_size / seconds,
-        "peak_memory_mib": _peak_memory_mib(device, baseline),
+        "peak_memory_mib": peak_memory_mib(device, baseline),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
     }
 
 
-def _child(queue: mp.Queue, impl: str, mode: str, cfg: BenchConfig) -> None:
+def _child(queue: mp.Queue, fn: Callable[..., dict[str, Any]], args: tuple) -> None:
     try:
-        queue.put(measure(impl, mode, cfg))
+        queue.put(fn(*args))
     except Exception as e:  # reported by the parent
-        queue.put({"impl": impl, "mode": mode, "error": repr(e)})
+        queue.put({"error": repr(e)})
+
+
+def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``fn(*args)`` in a fresh subprocess (so its peak memory is its own); ``{"error": ...}`` if it raised."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_child, args=(queue, fn, args))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
 
 
 def run_bench(cfg: BenchConfig) -> list[dict[str, Any]]:
     """Measure both implementations in training and inference, each in a fresh subprocess."""
-    ctx = mp.get_context("spawn")
-    rows = []
-    for mode in ("train", "infer"):
-        for impl in ("transformers", "cvt_edu"):
-            queue = ctx.Queue()
-            proc = ctx.Process(target=_child, args=(queue, impl, mode, cfg))
-            proc.start()
-            rows.append(queue.get())
-            proc.join()
-    return rows
+    return [
+        {"impl": impl, "mode": mode, **isolated(measure, impl, mode, cfg)}
+        for mode in ("train", "infer")
+        for impl in ("transformers", "cvt_edu")
+    ]
 
 
 def format_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 
+from .augment import POLICIES
 from .bench import BenchConfig
 from .bench import main as bench_main
-from .checkpoint import load_checkpoint
+from .bench_train import TrainBenchConfig, run_train_bench, train_bench_table
+from .checkpoint import load_checkpoint, write_json
 from .data import DATA_ENV, load_split
 from .experiment import compare, load_data, train_model
 from .models import list_models
@@ -33,6 +35,15 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"images per step (default {d.batch_size})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--augment", choices=POLICIES, default=d.augment, help=f"augmentation policy (default {d.augment})")
+    p.add_argument("--mixup-alpha", type=float, default=d.mixup_alpha, help=f"MixUp Beta parameter, 0 = off (default {d.mixup_alpha})")
+    p.add_argument("--cutmix-alpha", type=float, default=d.cutmix_alpha, help=f"CutMix Beta parameter, 0 = off (default {d.cutmix_alpha})")
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help=f"(default {d.label_smoothing})")
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs, help=f"linear warmup (default {d.warmup_epochs})")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW weight decay (default {d.weight_decay})")
+    p.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None,
+                   help="hold the data on the device and augment batches there (default: on for CUDA only)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader workers")
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images only")
@@ -60,14 +71,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     _add_training(p)
 
-    p = sub.add_parser("bench", help="speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights")
-    b = BenchConfig()
-    p.add_argument("--model", default=b.model, choices=["cvt-13", "cvt-21"])
-    p.add_argument("--batch-size", type=int, default=b.batch_size)
+    p = sub.add_parser(
+        "bench",
+        help="speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights; "
+        "with --train, training throughput and MFU of the tiny models",
+    )
+    b, tb = BenchConfig(), TrainBenchConfig()
+    p.add_argument("--train", action="store_true",
+                   help="measure training of the tiny models under the small-data recipe (eager and compiled) instead")
+    p.add_argument("--model", default=b.model, choices=["cvt-13", "cvt-21"], help="the CvT-13 race: which model")
+    p.add_argument("--models", nargs="+", default=list(tb.models), choices=list_models(), help="--train: which models")
+    p.add_argument("--modes", nargs="+", default=list(tb.modes), choices=["eager", "compiled"], help="--train: which modes")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per step (default {b.batch_size}; with --train, the recipe's)")
     p.add_argument("--image-size", type=int, default=b.image_size)
-    p.add_argument("--steps", type=int, default=b.steps, help="timed steps")
-    p.add_argument("--warmup", type=int, default=b.warmup, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=None, help=f"timed steps (default {b.steps}; with --train {tb.steps})")
+    p.add_argument("--warmup", type=int, default=None, help=f"untimed steps first (default {b.warmup}; with --train {tb.warmup})")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
+    p.add_argument("--threads", type=int, default=None, help="--train: CPU threads (default: torch's)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--json", default=None, help="also write the measurements to this JSON file")
@@ -123,6 +144,19 @@ def _cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> str:
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    if not args.train:
+        names = {f.name for f in fields(BenchConfig)}
+        return bench_main(BenchConfig(**{k: v for k, v in given.items() if k in names}), args.json)
+    names = {f.name for f in fields(TrainBenchConfig)}
+    cfg = TrainBenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if k in names})
+    rows = run_train_bench(cfg)
+    if args.json:
+        write_json(args.json, {"config": asdict(cfg), "rows": rows})
+    return train_bench_table(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -133,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"accuracy": result["accuracy"], "n": result["n"]}))
             return 0
         if args.command == "bench":
-            names = {f.name for f in fields(BenchConfig)}
-            print(bench_main(BenchConfig(**{k: v for k, v in vars(args).items() if k in names}), args.json))
+            print(_bench(args))
             return 0
         if args.command == "cost":
             return _cost(args)

@@ -26,6 +26,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from .augment import image_transform
+
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR10_MEAN",
@@ -164,19 +166,18 @@ def load_split(
     return _from_image_folder(folder)
 
 
-def train_transform(mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD) -> v2.Transform:
-    """Training augmentation: random 32x32 crop of the 4-pixel reflect-padded image, horizontal flip, normalisation.
+def train_transform(
+    policy: str = "crop-flip", mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD, size: int = 32
+) -> v2.Transform:
+    """Per-image training augmentation (see :mod:`cvt_edu.augment` for the policies), then normalisation.
 
-    Input uint8 (3, 32, 32); output float32 (3, 32, 32), normalised per channel.
+    ``"crop-flip"``: random 32x32 crop of the 4-pixel reflect-padded image, horizontal flip;
+    ``"trivial"`` adds TrivialAugment. Input uint8 (3, 32, 32); output float32 (3, 32, 32).
+
+    Raises:
+        ValueError: for an unknown policy.
     """
-    return v2.Compose(
-        [
-            v2.RandomCrop(32, padding=4, padding_mode="reflect"),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(mean, std),
-        ]
-    )
+    return image_transform(policy, size, mean, std)
 
 
 def eval_transform(mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD) -> v2.Transform:

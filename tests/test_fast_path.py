@@ -1,0 +1,158 @@
+"""The fast path (data set on the device, batched augmentation), the small-data recipe and ``bench --train``.
+
+There is no GPU here: the fast path runs on the CPU, where it is the same code but for
+the CUDA-only settings (channels-last, fused AdamW, bf16).
+"""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cvt_edu.augment import PADDING, BatchAugment, batch_mix, image_transform, normalize
+from cvt_edu.bench_train import TrainBenchConfig, bf16_peak_tflops, measure_training, train_bench_table
+from cvt_edu.cli import main
+from cvt_edu.data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
+from cvt_edu.loader import DeviceLoader
+from cvt_edu.models import build_model
+from cvt_edu.train import TrainConfig, fit
+
+
+def all_crops_and_flips(image: torch.Tensor) -> torch.Tensor:
+    """Every 32x32 crop of the reflect-padded image, and its mirror: (2 * 81, 3, 32, 32), normalised."""
+    padded = F.pad(image[None].float(), [PADDING] * 4, mode="reflect")[0]
+    size = image.shape[-1]
+    crops = [padded[:, i : i + size, j : j + size] for i, j in itertools.product(range(2 * PADDING + 1), repeat=2)]
+    crops = torch.stack(crops)
+    both = torch.cat([crops, crops.flip(-1)]).round().to(torch.uint8)
+    return normalize(both, CIFAR10_MEAN, CIFAR10_STD)
+
+
+def test_batched_crop_flip_draws_a_crop_and_a_flip_per_image(cifar_mini):
+    image = cifar_mini[0].images[7]
+    torch.manual_seed(0)
+    out = BatchAugment("crop-flip", 32, CIFAR10_MEAN, CIFAR10_STD)(image.expand(64, -1, -1, -1).contiguous())
+    assert out.shape == (64, 3, 32, 32) and out.dtype == torch.float32
+    candidates = all_crops_and_flips(image)
+    # every augmented image is exactly one of the 162 crop-and-flip results of the reference transform ...
+    dist = (out[:, None] - candidates[None]).abs().flatten(2).amax(-1)  # (64, 162)
+    assert dist.min(1).values.max() < 1e-4
+    chosen = dist.argmin(1)
+    # ... and the images of the batch drew different ones, flipped and not
+    assert len(chosen.unique()) > 20
+    assert (chosen >= 81).any() and (chosen < 81).any()
+    # the per-image reference transform produces the same set
+    torch.manual_seed(0)
+    ref = torch.stack([image_transform("crop-flip", 32, CIFAR10_MEAN, CIFAR10_STD)(image) for _ in range(16)])
+    assert (ref[:, None] - candidates[None]).abs().flatten(2).amax(-1).min(1).values.max() < 1e-4
+
+
+def test_trivial_augment_changes_images_and_keeps_the_range(cifar_mini):
+    images = cifar_mini[0].images[:64]
+    torch.manual_seed(0)
+    plain = BatchAugment("crop-flip", 32, CIFAR10_MEAN, CIFAR10_STD)(images)
+    torch.manual_seed(0)
+    strong = BatchAugment("trivial", 32, CIFAR10_MEAN, CIFAR10_STD)(images)
+    assert strong.shape == plain.shape and not torch.allclose(strong, plain)
+    low = normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8), CIFAR10_MEAN, CIFAR10_STD)
+    high = normalize(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8), CIFAR10_MEAN, CIFAR10_STD)
+    assert (strong >= low - 1e-5).all() and (strong <= high + 1e-5).all()
+
+
+def test_batch_augment_and_config_reject_bad_input():
+    aug = BatchAugment("crop-flip", 32, CIFAR10_MEAN, CIFAR10_STD)
+    with pytest.raises(ValueError, match=r"expected uint8 images \(B, C, 32, 32\), got torch.float32"):
+        aug(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"got torch.uint8 \(2, 3, 28, 28\)"):
+        aug(torch.zeros(2, 3, 28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="unknown augmentation policy 'autoaugment'"):
+        BatchAugment("autoaugment", 32, CIFAR10_MEAN, CIFAR10_STD)
+    with pytest.raises(ValueError, match="augment must be one of"):
+        TrainConfig(augment="strong")
+    with pytest.raises(ValueError, match="must be >= 0"):
+        TrainConfig(mixup_alpha=-1)
+
+
+def test_batch_mix_gives_soft_labels_that_sum_to_one():
+    assert batch_mix(10) is None
+    images, labels = torch.rand(8, 3, 32, 32), torch.arange(8)
+    torch.manual_seed(0)
+    for mix in (batch_mix(10, mixup_alpha=0.8), batch_mix(10, cutmix_alpha=1.0), batch_mix(10, 0.8, 1.0)):
+        mixed, soft = mix(images, labels)
+        assert mixed.shape == images.shape and soft.shape == (8, 10)
+        torch.testing.assert_close(soft.sum(1), torch.ones(8))
+        # each image is mixed with one partner of the batch: all the weight is on the two labels
+        partner = soft.clone()
+        partner[torch.arange(8), labels] = 0
+        torch.testing.assert_close(soft[torch.arange(8), labels] + partner.amax(1), torch.ones(8))
+        assert (soft[torch.arange(8), labels] > 0).all()
+
+
+def test_device_loader_visits_every_image_once_per_epoch_in_a_seeded_order():
+    n = 250  # pixel values up to 249 fit in uint8
+    images = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 3, 32, 32).contiguous()
+    data = ImageTensors(images, torch.arange(n), ("a",) * 10)
+    loader = DeviceLoader(data, 64, device=torch.device("cpu"), drop_last=False, seed=3)
+    assert len(loader) == 4
+    labels = torch.cat([y for _, y in loader])
+    assert sorted(labels.tolist()) == list(range(n))
+    first = torch.cat([y for _, y in DeviceLoader(data, 64, device=torch.device("cpu"), seed=3)])
+    assert len(first) == 192  # drop_last drops the last 58
+    assert torch.equal(first, labels[:192])  # same seed, same order
+    # each label travels with its own image: the image's (constant) pixel value is its index
+    x, y = next(iter(DeviceLoader(data, 64, device=torch.device("cpu"), seed=3)))
+    pixel = x[:, 0, 16, 16] * CIFAR10_STD[0] + CIFAR10_MEAN[0]
+    torch.testing.assert_close(pixel, y.float() / 255, atol=1e-4, rtol=0)
+
+
+def test_the_fast_path_learns_on_real_cifar10(cifar_mini, tmp_path):
+    train, test = cifar_mini
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=2e-3, warmup_epochs=0.5, fast_path=True, progress=False)
+    metrics = fit(build_model("cvt-tiny"), train, test, cfg, out_dir=tmp_path, name="cvt-tiny")
+    assert metrics["test_accuracy"] > 0.30, metrics["history"]  # chance is 0.10
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+
+
+def test_the_small_data_recipe_runs_and_its_loss_falls(cifar_mini):
+    train, test = cifar_mini
+    cfg = TrainConfig.small_data(epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=64, train_subset=1024, test_subset=256)
+    assert (cfg.augment, cfg.mixup_alpha, cfg.cutmix_alpha) == ("trivial", 0.8, 1.0)
+    for fast in (False, True):
+        torch.manual_seed(0)
+        cfg.fast_path, cfg.progress = fast, False
+        history = fit(build_model("cvt-tiny"), train, test, cfg)["history"]
+        assert history[-1]["train_loss"] < history[0]["train_loss"], (fast, history)
+
+
+def test_a_run_under_another_recipe_starts_from_scratch(cifar_mini, tmp_path, capsys):
+    train, test = cifar_mini
+    cfg = TrainConfig(epochs=1, batch_size=64, train_subset=128, test_subset=64)
+    fit(build_model("vit-tiny"), train, test, cfg, out_dir=tmp_path)
+    capsys.readouterr()
+    again = fit(build_model("vit-tiny"), train, test, cfg, out_dir=tmp_path)
+    assert "resuming the finished run" in capsys.readouterr().out and again["history"][0]["epoch"] == 1
+    other = TrainConfig(epochs=1, batch_size=64, train_subset=128, test_subset=64, augment="trivial")
+    fit(build_model("vit-tiny"), train, test, other, out_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "written by another recipe; training from scratch" in out and "resuming" not in out
+
+
+def test_training_benchmark_reports_throughput_and_mfu():
+    row = measure_training("cvt-tiny", "eager", TrainBenchConfig(batch_size=16, steps=2, warmup=1, device="cpu", threads=1))
+    assert row["images_per_second"] > 0 and row["epoch_seconds"] == pytest.approx(50_000 / row["images_per_second"])
+    assert row["forward_flops_per_image"] > 1e7 and row["tflops"] > 0
+    assert row["mfu"] is None and row["precision"] == "float32"  # no bf16 peak for a CPU
+    table = train_bench_table([row, {"model": "vit-tiny", "mode": "compiled", "error": "RuntimeError('x')"}])
+    assert "| cvt-tiny | eager |" in table and "| n/a |" in table and "error: RuntimeError" in table
+    assert bf16_peak_tflops("NVIDIA H100 80GB HBM3") == 989.4
+    assert bf16_peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert bf16_peak_tflops("Tesla T4") == 65.0 and bf16_peak_tflops("Some GPU") is None
+
+
+def test_bench_train_command_prints_the_table(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    args = ["bench", "--train", "--models", "cvt-tiny", "--modes", "eager", "--batch-size", "8", "--steps", "1", "--warmup", "1"]
+    assert main([*args, "--device", "cpu", "--threads", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| cvt-tiny | eager |" in printed and out.is_file()

@@ -2,7 +2,7 @@
 
 For each model and each mode (eager, ``torch.compile``), a fresh subprocess runs the very
 training step of :func:`cvt_edu.train.fit` (:meth:`cvt_edu.train.PreparedRun.step`) under the
-small-data recipe (:meth:`cvt_edu.train.TrainConfig.small_data`: TrivialAugment, MixUp/CutMix,
+small-data recipe (:meth:`cvt_edu.train.TrainConfig.small_data`: TrivialAugment,
 and on CUDA the fast path, bf16 autocast, channels-last and fused AdamW), on batches drawn by
 its loader from a synthetic uint8 data set of CIFAR-10's shape (the pixel values do not change
 the speed). It reports images per second, the time of a 50,000-image epoch, peak memory, the
@@ -63,6 +63,7 @@ class TrainBenchConfig:
         warmup: untimed steps.
         device: ``None`` picks cuda when there is one.
         threads: CPU threads (``None``: torch's default).
+        fast_path: as :attr:`cvt_edu.train.TrainConfig.fast_path` (``None``: on for CUDA only).
     """
 
     models: tuple[str, ...] = ("vit-tiny", "cvt-tiny")
@@ -72,6 +73,7 @@ class TrainBenchConfig:
     warmup: int = 10
     device: str | None = None
     threads: int | None = None
+    fast_path: bool | None = None
 
 
 def measure_training(name: str, mode: str, cfg: TrainBenchConfig) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def measure_training(name: str, mode: str, cfg: TrainBenchConfig) -> dict[str, A
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     overrides = {"batch_size": cfg.batch_size} if cfg.batch_size else {}
-    recipe = TrainConfig.small_data(device=str(device), compile=mode == "compiled", **overrides)
+    recipe = TrainConfig.small_data(device=str(device), compile=mode == "compiled", fast_path=cfg.fast_path, **overrides)
     batch = recipe.batch_size
     torch.manual_seed(0)
     model = build_model(name)

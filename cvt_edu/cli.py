@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=None, help=f"untimed steps first (default {b.warmup}; with --train {tb.warmup})")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
     p.add_argument("--threads", type=int, default=None, help="--train: CPU threads (default: torch's)")
+    p.add_argument("--fast-path", action=argparse.BooleanOptionalAction, default=None,
+                   help="--train: data on the device, batched augmentation (default: on for CUDA only)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--json", default=None, help="also write the measurements to this JSON file")

@@ -5,6 +5,7 @@ the CUDA-only settings (channels-last, fused AdamW, bf16).
 """
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -114,10 +115,13 @@ def test_the_fast_path_learns_on_real_cifar10(cifar_mini, tmp_path):
     assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
 
 
-def test_the_small_data_recipe_runs_and_its_loss_falls(cifar_mini):
+def test_the_recipe_with_mixing_runs_on_both_paths_and_its_loss_falls(cifar_mini):
     train, test = cifar_mini
-    cfg = TrainConfig.small_data(epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=64, train_subset=1024, test_subset=256)
-    assert (cfg.augment, cfg.mixup_alpha, cfg.cutmix_alpha) == ("trivial", 0.8, 1.0)
+    assert TrainConfig.small_data().augment == "trivial"
+    # the recipe with MixUp/CutMix on, so that the mixing path of the training step runs too
+    cfg = TrainConfig.small_data(
+        epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=64, train_subset=1024, test_subset=256, mixup_alpha=0.8, cutmix_alpha=1.0
+    )
     for fast in (False, True):
         torch.manual_seed(0)
         cfg.fast_path, cfg.progress = fast, False
@@ -153,6 +157,7 @@ def test_training_benchmark_reports_throughput_and_mfu():
 def test_bench_train_command_prints_the_table(capsys, tmp_path):
     out = tmp_path / "bench.json"
     args = ["bench", "--train", "--models", "cvt-tiny", "--modes", "eager", "--batch-size", "8", "--steps", "1", "--warmup", "1"]
-    assert main([*args, "--device", "cpu", "--threads", "1", "--json", str(out)]) == 0
+    assert main([*args, "--device", "cpu", "--threads", "1", "--fast-path", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| cvt-tiny | eager |" in printed and out.is_file()
+    assert "| cvt-tiny | eager |" in printed and "fast path on" in printed
+    assert json.loads(out.read_text())["rows"][0]["images_per_second"] > 0

@@ -146,7 +146,8 @@ class TrainConfig:
         crop-flip, label smoothing 0.1, AdamW (lr 1e-3, weight decay 0.05, batch 128), 10 warmup
         epochs then cosine decay, 150 epochs; stochastic depth is each model's own (``drop_path``
         in its config). MixUp/CutMix (``mixup_alpha=0.8, cutmix_alpha=1.0``) stay off: on
-        cifar10-mini they cost cvt-tiny accuracy at this budget (chapter 5).
+        cifar10-mini they moved cvt-tiny from 69.8 % to 70.8 %, less than the standard error of
+        a 1,017-image test accuracy (about 1.4 points), and learn slower at first (chapter 5).
         ``overrides`` replace any field, e.g. ``epochs`` or ``device``.
         """
         recipe = dict(

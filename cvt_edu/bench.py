@@ -12,7 +12,6 @@ optimizer settings for both implementations).
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import platform
 import resource

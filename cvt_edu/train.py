@@ -230,7 +230,7 @@ def evaluate(
         loss += F.cross_entropy(logits, labels, reduction="sum")
         preds.append(logits.argmax(1))
     predictions = torch.cat(preds).cpu()  # the one read-back of the evaluation
-    labels = data.labels
+    labels = data.labels.cpu()
     cm = confusion_matrix(labels.numpy(), predictions.numpy(), labels=list(range(len(data.classes))))
     return {
         "accuracy": float((predictions == labels).float().mean()),
@@ -404,6 +404,8 @@ def fit(
     if cfg.test_subset:
         test_data = test_data.subset(cfg.test_subset, cfg.seed)
     run = prepare(model, train_data, cfg, device)
+    if run.fast:  # one copy of the test images on the device, read by every epoch's evaluation
+        test_data = ImageTensors(test_data.images.to(device), test_data.labels.to(device), test_data.classes)
     fast, forward, loader, optimizer, scaler = run.fast, run.forward, run.loader, run.optimizer, run.scaler
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     state = _State()

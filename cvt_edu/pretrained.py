@@ -30,6 +30,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint
 from .cvt import CvT, CvTConfig, CvTStageConfig
+from .pretrained_swin_pvt import _side, pvt_from_hf, swin_from_hf
 from .vit import ViT, ViTConfig
 
 __all__ = [
@@ -119,8 +120,6 @@ def model_from_hf(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.
     """
     model_type = config.get("model_type")
     if model_type in ("swin", "pvt"):
-        from .pretrained_swin_pvt import pvt_from_hf, swin_from_hf
-
         return (swin_from_hf if model_type == "swin" else pvt_from_hf)(config, state).eval()
     if model_type == "cvt":
         model, names = CvT(cvt_config_from_hf(config)), hf_cvt_names(config)
@@ -377,15 +376,6 @@ _HF_VIT_DEFAULTS: dict[str, Any] = dict(
     num_channels=3,
     qkv_bias=True,
 )
-
-
-def _side(value: int | list[int], field: str) -> int:
-    """A square size given as an int or as [height, width]."""
-    if isinstance(value, int):
-        return value
-    if len(value) != 2 or value[0] != value[1]:
-        raise ValueError(f"{field} {value}: only square sizes are supported")
-    return value[0]
 
 
 def _mlp_ratio(dim: int, hidden: int) -> float:

@@ -96,6 +96,11 @@ def _rename(state_dict: Mapping[str, torch.Tensor], rules: list[Rule], what: str
 
 
 def _side(value: int | list[int] | tuple[int, ...], name: str) -> int:
+    """A square size given as an int or as [height, width] in a ``transformers`` config.
+
+    Raises:
+        ValueError: for a size that is not square.
+    """
     if isinstance(value, (list, tuple)):
         if len(set(value)) != 1:
             raise ValueError(f"only square {name}s are supported, got {value}")

@@ -15,7 +15,8 @@ from torch import nn
 from torch.testing import assert_close
 
 from cvt_edu import build_model, load_pretrained, save_pretrained
-from cvt_edu.pretrained import rename_state_dict, vit_from_torchvision
+from cvt_edu.pretrained import rename_state_dict, vit_config_from_hf, vit_from_torchvision
+from cvt_edu.pretrained_swin_pvt import swin_config_from_hf
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 LABELS = {i: f"class-{i}" for i in range(10)}
@@ -165,3 +166,12 @@ def test_a_missing_folder_config_or_weights_is_a_clear_error(tmp_path):
 def test_a_tensor_with_no_place_in_the_model_is_an_error():
     with pytest.raises(ValueError, match=r"1 tensors have no place.*'vit\.extra\.weight'"):
         rename_state_dict({"classifier.weight": torch.zeros(1), "vit.extra.weight": torch.zeros(1)}, {"classifier": "head"})
+
+
+def test_a_non_square_image_size_in_a_config_is_a_clear_error():
+    vit = transformers.ViTConfig(image_size=[224, 192]).to_dict()
+    with pytest.raises(ValueError, match=r"only square image_sizes are supported, got \[224, 192\]"):
+        vit_config_from_hf(vit)
+    swin = transformers.SwinConfig(patch_size=[4, 2]).to_dict()
+    with pytest.raises(ValueError, match=r"only square patch_sizes are supported, got \[4, 2\]"):
+        swin_config_from_hf(swin, num_classes=10)

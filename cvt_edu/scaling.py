@@ -523,13 +523,14 @@ def measure_point(
     if dev.type == "cuda" and memory_limit_mib is not None:
         total = torch.cuda.get_device_properties(dev).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_mib * 2**20 / total), dev)
+    address_space = resource.getrlimit(resource.RLIMIT_AS)
     if dev.type == "cpu":
         _return_freed_memory()
         if memory_limit_mib is not None:
             vm = _proc_status_kib("VmSize")
             if vm is not None:
                 limit = vm * 1024 + int(memory_limit_mib * 2**20)
-                resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+                resource.setrlimit(resource.RLIMIT_AS, (limit, address_space[1]))
     peak = _PeakMemory(dev)
     if not peak.resettable:
         peak.start()  # ru_maxrss cannot be reset: the warm-up pass counts too
@@ -558,6 +559,8 @@ def measure_point(
         if "can't allocate memory" not in str(e) and "out of memory" not in str(e).lower():
             raise
         result["status"] = "OOM"
+    finally:  # lift the cap again, so that reporting the result (a queue's feeder thread) has memory
+        resource.setrlimit(resource.RLIMIT_AS, address_space)
     return result
 
 

@@ -94,6 +94,13 @@ class ImageTensors(Dataset):
     def with_transform(self, transform: v2.Transform | None) -> "ImageTensors":
         return ImageTensors(self.images, self.labels, self.classes, transform)
 
+    def to(self, device: torch.device | str) -> "ImageTensors":
+        """The same split with its images and labels on ``device`` (the same object if already there)."""
+        device = torch.device(device)
+        if self.images.device == device and self.labels.device == device:
+            return self
+        return ImageTensors(self.images.to(device), self.labels.to(device), self.classes, self.transform)
+
 
 def resolve_data_path(path: str | os.PathLike | None = None) -> Path | None:
     """The local data folder: ``path`` if given, else ``$CVT_EDU_DATA``, else ``None`` (download)."""

@@ -46,8 +46,8 @@ class DeviceLoader:
         drop_last: bool = True,
         seed: int = 0,
     ) -> None:
-        self.images = data.images.to(device)
-        self.labels = data.labels.to(device)
+        data = data.to(device)
+        self.images, self.labels = data.images, data.labels
         self.batch_size, self.drop_last = batch_size, drop_last
         self.augment = BatchAugment(policy, data.images.shape[-1], CIFAR10_MEAN, CIFAR10_STD)
         self.generator = torch.Generator().manual_seed(seed)  # on the CPU: the same order on every device

@@ -407,7 +407,7 @@ def fit(
         test_data = test_data.subset(cfg.test_subset, cfg.seed)
     run = prepare(model, train_data, cfg, device)
     if run.fast:  # one copy of the test images on the device, read by every epoch's evaluation
-        test_data = ImageTensors(test_data.images.to(device), test_data.labels.to(device), test_data.classes)
+        test_data = test_data.to(device)
     fast, forward, loader, optimizer, scaler = run.fast, run.forward, run.loader, run.optimizer, run.scaler
     scheduler = make_scheduler(optimizer, cfg, len(loader))
     state = _State()

@@ -107,6 +107,15 @@ def test_device_loader_visits_every_image_once_per_epoch_in_a_seeded_order():
     torch.testing.assert_close(pixel, y.float() / 255, atol=1e-4, rtol=0)
 
 
+def test_a_split_moved_to_a_device_keeps_its_images_labels_classes_and_transform():
+    data = ImageTensors(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.arange(4), ("a", "b"), image_transform("crop-flip", 32, CIFAR10_MEAN, CIFAR10_STD))
+    assert data.to("cpu") is data  # already there: no copy
+    moved = data.to("meta")
+    assert moved.images.device.type == moved.labels.device.type == "meta"
+    assert moved.images.shape == (4, 3, 32, 32) and moved.images.dtype == torch.uint8
+    assert moved.classes == data.classes and moved.transform is data.transform
+
+
 def test_the_fast_path_learns_on_real_cifar10(cifar_mini, tmp_path):
     train, test = cifar_mini
     cfg = TrainConfig(epochs=3, batch_size=64, lr=2e-3, warmup_epochs=0.5, fast_path=True, progress=False)

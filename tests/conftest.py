@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 
 from cvt_edu.experiment import load_data
@@ -19,3 +20,10 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def cifar_mini(data_dir):
     return load_data(data_dir)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close every figure a test opened, as a notebook's cell output would (pyplot keeps them all otherwise)."""
+    yield
+    plt.close("all")

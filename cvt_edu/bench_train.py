@@ -2,7 +2,7 @@
 
 For each model and each mode (eager, ``torch.compile``), a fresh subprocess runs the very
 training step of :func:`cvt_edu.train.fit` (:meth:`cvt_edu.train.PreparedRun.step`) under the
-small-data recipe (:meth:`cvt_edu.train.TrainConfig.small_data`: TrivialAugment,
+small-data recipe (:meth:`cvt_edu.train.TrainConfig.small_data`: TrivialAugment, MixUp/CutMix,
 and on CUDA the fast path, bf16 autocast, channels-last and fused AdamW), on batches drawn by
 its loader from a synthetic uint8 data set of CIFAR-10's shape (the pixel values do not change
 the speed). It reports images per second, the time of a 50,000-image epoch, peak memory, the

@@ -126,11 +126,9 @@ def test_the_fast_path_learns_on_real_cifar10(cifar_mini, tmp_path):
 
 def test_the_recipe_with_mixing_runs_on_both_paths_and_its_loss_falls(cifar_mini):
     train, test = cifar_mini
-    assert TrainConfig.small_data().augment == "trivial"
-    # the recipe with MixUp/CutMix on, so that the mixing path of the training step runs too
-    cfg = TrainConfig.small_data(
-        epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=64, train_subset=1024, test_subset=256, mixup_alpha=0.8, cutmix_alpha=1.0
-    )
+    # the recipe draws MixUp or CutMix for each batch, so the mixing path of the training step runs too
+    cfg = TrainConfig.small_data(epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=64, train_subset=1024, test_subset=256)
+    assert (cfg.augment, cfg.mixup_alpha, cfg.cutmix_alpha) == ("trivial", 0.8, 1.0)
     for fast in (False, True):
         torch.manual_seed(0)
         cfg.fast_path, cfg.progress = fast, False

@@ -166,6 +166,15 @@ class TrainConfig:
         )
         return cls(**{**recipe, **overrides})
 
+    def splits(self, train_data: ImageTensors, test_data: ImageTensors) -> tuple[ImageTensors, ImageTensors]:
+        """The training and test images a run of this config uses: ``train_subset`` and
+        ``test_subset`` images of a seeded permutation (:meth:`ImageTensors.subset`), or all of them."""
+        if self.train_subset:
+            train_data = train_data.subset(self.train_subset, self.seed)
+        if self.test_subset:
+            test_data = test_data.subset(self.test_subset, self.seed)
+        return train_data, test_data
+
     def quick(self) -> "TrainConfig":
         """The same config shrunk for a smoke run: 1 epoch, 512 training and 256 test images."""
         return TrainConfig(
@@ -410,10 +419,7 @@ def fit(
     cfg = cfg or TrainConfig()
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    if cfg.train_subset:
-        train_data = train_data.subset(cfg.train_subset, cfg.seed)
-    if cfg.test_subset:
-        test_data = test_data.subset(cfg.test_subset, cfg.seed)
+    train_data, test_data = cfg.splits(train_data, test_data)
     run = prepare(model, train_data, cfg, device)
     if run.fast:  # one copy of the test images on the device, read by every epoch's evaluation
         test_data = test_data.to(device)

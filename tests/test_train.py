@@ -84,3 +84,12 @@ def test_learning_rate_warms_up_linearly_then_decays_by_cosine():
 def test_device_choice_falls_back_to_cpu_here():
     assert pick_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu").type == "cpu"
+
+
+def test_a_config_splits_off_the_same_seeded_subsets_that_fit_trains_and_tests_on(cifar_mini):
+    train, test = cifar_mini
+    assert TrainConfig().splits(train, test) == (train, test)  # no subsets: every image
+    sub_train, sub_test = TrainConfig(seed=3).quick().splits(train, test)
+    assert (len(sub_train), len(sub_test)) == (512, 256)
+    assert torch.equal(sub_train.images, train.subset(512, 3).images) and torch.equal(sub_test.labels, test.subset(256, 3).labels)
+    assert not torch.equal(sub_train.images, TrainConfig(seed=4).quick().splits(train, test)[0].images)

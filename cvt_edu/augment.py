@@ -15,6 +15,13 @@ differ image by image; kornia's ``TrivialAugment`` draws one operation per call,
 batch is cut into ``groups`` groups that each draw their own operation (the magnitude is
 still drawn per image).
 
+The two TrivialAugment lists are not the same augmentation: torchvision's "wide" list has
+identity and colour (saturation) among its 14 operations and strong ranges (rotation up to
+135 degrees, translation up to 32 pixels, posterize down to 2 bits), while kornia's default list
+(12 operations, without those two) rotates by at most 30 degrees. The recipe's figures in chapter 5
+come from the per-image path; a run on the fast path trains on a milder policy and may land
+somewhat apart from them.
+
 MixUp (Zhang et al., ICLR 2018) and CutMix (Yun et al., ICCV 2019) mix whole batches:
 :func:`batch_mix` returns ``torchvision.transforms.v2.MixUp`` / ``CutMix``, one of them
 drawn per batch; the labels become soft, shape (B, K).

@@ -99,8 +99,7 @@ def train_config_model(
     Raises:
         ValueError: for an unknown architecture.
     """
-    if quick_mode(quick):
-        cfg = cfg.quick()
+    cfg = cfg.for_mode(quick)
     train, test = data
     settings = dict(config if isinstance(config, dict) else config_to_dict(config))
     settings["num_classes"] = len(train.classes)

@@ -55,8 +55,7 @@ def train_model(
     Returns:
         The metrics, with ``flops`` and ``macs`` of one image added.
     """
-    if quick_mode(quick):
-        cfg = cfg.quick()
+    cfg = cfg.for_mode(quick)
     train, test = data
     seed_everything(cfg.seed)  # the initial weights depend on the seed alone
     model = build_model(name, num_classes=len(train.classes))
@@ -146,8 +145,7 @@ def data_fraction_study(
     """
     if any(not 0 < f <= 1 for f in fractions):
         raise ValueError(f"fractions must be in (0, 1], got {fractions}")
-    if quick_mode(quick):
-        cfg = cfg.quick()
+    cfg = cfg.for_mode(quick)
     base = cfg.train_subset or len(data[0])
     out = Path(out_dir)
     accuracy: dict[str, dict[float, float]] = {name: {} for name in names}

@@ -175,6 +175,14 @@ class TrainConfig:
             test_data = test_data.subset(self.test_subset, self.seed)
         return train_data, test_data
 
+    def for_mode(self, quick: bool | None = None) -> "TrainConfig":
+        """This config as a run uses it: shrunk by :meth:`quick` in quick mode, unchanged otherwise.
+
+        Args:
+            quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK`` (see :func:`quick_mode`).
+        """
+        return self.quick() if quick_mode(quick) else self
+
     def quick(self) -> "TrainConfig":
         """The same config shrunk for a smoke run: 1 epoch, 512 training and 256 test images."""
         return TrainConfig(

@@ -232,8 +232,7 @@ def finetune(
         :func:`~cvt_edu.train.fit` with ``image_size``, ``weights``, ``flops``, ``macs`` (one image,
         at ``image_size``) and ``reused`` (True if loaded from ``out_dir``).
     """
-    if quick_mode(quick):
-        cfg = cfg.quick()
+    cfg = cfg.for_mode(quick)
     train, test = data
     out = Path(out_dir)
     seed_everything(cfg.seed)

@@ -93,3 +93,13 @@ def test_a_config_splits_off_the_same_seeded_subsets_that_fit_trains_and_tests_o
     assert (len(sub_train), len(sub_test)) == (512, 256)
     assert torch.equal(sub_train.images, train.subset(512, 3).images) and torch.equal(sub_test.labels, test.subset(256, 3).labels)
     assert not torch.equal(sub_train.images, TrainConfig(seed=4).quick().splits(train, test)[0].images)
+
+
+def test_a_config_for_quick_mode_is_its_quick_version_and_reads_the_environment_when_not_told(monkeypatch):
+    cfg = TrainConfig.small_data()
+    assert cfg.for_mode(True) == cfg.quick() and cfg.for_mode(True).epochs == 1
+    assert cfg.for_mode(False) is cfg
+    monkeypatch.setenv("CVT_EDU_QUICK", "1")
+    assert cfg.for_mode() == cfg.quick()
+    monkeypatch.setenv("CVT_EDU_QUICK", "0")
+    assert cfg.for_mode() is cfg

@@ -6,8 +6,9 @@ gets two small, explicit pieces:
 
 1. a *config translation*: the outside ``config.json`` (or torchvision module) becomes a
    :class:`~cvt_edu.vit.ViTConfig` or :class:`~cvt_edu.cvt.CvTConfig`;
-2. a *key mapping*: every outside tensor name is paired with the ``cvt_edu`` name of the same
-   tensor (:func:`hf_cvt_names`, :func:`hf_vit_names`, :func:`torchvision_vit_state_dict`).
+2. a *key mapping*: a table of rules that pairs every outside tensor name with the ``cvt_edu``
+   name of the same tensor (:data:`HF_CVT_KEYS`, :data:`HF_VIT_KEYS`, :data:`TORCHVISION_VIT_KEYS`;
+   applied by :func:`cvt_edu.renaming.rename_state_dict`, as Swin's and PVT's are).
 
 The weights are then loaded with ``strict=True``, so a tensor left out or left over is an error.
 
@@ -31,6 +32,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .cvt import CvT, CvTConfig, CvTStageConfig
 from .pretrained_swin_pvt import _side, pvt_from_hf, swin_from_hf
+from .renaming import Rule, rename_state_dict
 from .vit import ViT, ViTConfig
 
 __all__ = [
@@ -38,9 +40,9 @@ __all__ = [
     "load_pretrained",
     "cvt_config_from_hf",
     "vit_config_from_hf",
-    "hf_cvt_names",
-    "hf_vit_names",
-    "rename_state_dict",
+    "HF_CVT_KEYS",
+    "HF_VIT_KEYS",
+    "TORCHVISION_VIT_KEYS",
     "torchvision_vit_state_dict",
     "vit_from_torchvision",
 ]
@@ -122,12 +124,12 @@ def model_from_hf(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.
     if model_type in ("swin", "pvt"):
         return (swin_from_hf if model_type == "swin" else pvt_from_hf)(config, state).eval()
     if model_type == "cvt":
-        model, names = CvT(cvt_config_from_hf(config)), hf_cvt_names(config)
+        model, rules, what = CvT(cvt_config_from_hf(config)), HF_CVT_KEYS, "Hugging Face CvT"
     elif model_type == "vit":
-        model, names = ViT(vit_config_from_hf(config)), hf_vit_names(config)
+        model, rules, what = ViT(vit_config_from_hf(config)), HF_VIT_KEYS, "Hugging Face ViT"
     else:
         raise ValueError(f"model_type {model_type!r} is not supported; supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}")
-    state = rename_state_dict(state, names, ignore=_HF_IGNORED)
+    state = rename_state_dict(state, rules, what, ignore=_HF_IGNORED)
     _keep_batch_counters(state, model)
     model.load_state_dict(state, strict=True)
     return model.eval()
@@ -196,37 +198,14 @@ def _num_labels(config: dict[str, Any]) -> int:
 _HF_IGNORED = ("vit.pooler.",)
 
 
-def rename_state_dict(
-    state: dict[str, torch.Tensor], names: dict[str, str], ignore: tuple[str, ...] = ()
-) -> dict[str, torch.Tensor]:
-    """Rename the tensors of an outside state dict to ``cvt_edu`` names.
+def _module_rules(outside_prefix: str, edu_prefix: str, modules: dict[str, str]) -> list[Rule]:
+    r"""Rules for the modules of a repeated block: ``outside_prefix`` + name -> ``edu_prefix`` + name.
 
-    Args:
-        state: outside name -> tensor.
-        names: outside name -> ``cvt_edu`` name, either of a single tensor
-            (``"vit.embeddings.cls_token" -> "cls_token"``) or of a whole module, whose tensors
-            keep their last name part (``"classifier" -> "head"`` maps ``classifier.weight`` to
-            ``head.weight``; BatchNorm's ``running_mean`` and ``running_var`` follow the same rule).
-        ignore: prefixes of outside names to drop.
-
-    Returns:
-        ``cvt_edu`` name -> tensor.
-
-    Raises:
-        ValueError: if a tensor is neither named in ``names`` nor ignored, listing such names.
+    The prefixes are a regular expression with groups (``r"vit\.encoder\.layer\.(\d+)\."``) and its
+    replacement (``r"blocks.\1."``); each module keeps its tensors' last name part (``weight``,
+    ``bias``, BatchNorm's ``running_mean`` ...).
     """
-    out, unknown = {}, []
-    for key, tensor in state.items():
-        module, _, leaf = key.rpartition(".")
-        if key in names:
-            out[names[key]] = tensor
-        elif module in names:
-            out[f"{names[module]}.{leaf}"] = tensor
-        elif not key.startswith(ignore):
-            unknown.append(key)
-    if unknown:
-        raise ValueError(f"{len(unknown)} tensors have no place in the cvt_edu model, for example {unknown[:5]}")
-    return out
+    return [(outside_prefix + re.escape(outside) + r"\.", edu_prefix + edu + ".") for outside, edu in modules.items()]
 
 
 def _keep_batch_counters(state: dict[str, torch.Tensor], model: nn.Module) -> None:
@@ -337,24 +316,15 @@ _HF_CVT_BLOCK = {
 }
 
 
-def hf_cvt_names(config: dict[str, Any]) -> dict[str, str]:
-    """Names of ``CvtForImageClassification`` -> names of :class:`~cvt_edu.cvt.CvT` (see :func:`rename_state_dict`).
-
-    Args:
-        config: the Hugging Face CvT ``config.json``, parsed.
-    """
-    c = {**_HF_CVT_DEFAULTS, **config}
-    names = {"layernorm": "norm", "classifier": "head"}
-    for i, depth in enumerate(c["depth"]):
-        hf, edu = f"cvt.encoder.stages.{i}", f"stages.{i}"
-        names[f"{hf}.embedding.convolution_embeddings.projection"] = f"{edu}.embed.proj"
-        names[f"{hf}.embedding.convolution_embeddings.normalization"] = f"{edu}.embed.norm"
-        if c["cls_token"][i]:
-            names[f"{hf}.cls_token"] = f"{edu}.cls_token"
-        for j in range(depth):
-            for hf_name, edu_name in _HF_CVT_BLOCK.items():
-                names[f"{hf}.layers.{j}.{hf_name}"] = f"{edu}.blocks.{j}.{edu_name}"
-    return names
+# ``CvtForImageClassification`` names -> :class:`~cvt_edu.cvt.CvT` names (see :mod:`cvt_edu.renaming`).
+HF_CVT_KEYS: list[Rule] = [
+    (r"cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.projection\.", r"stages.\1.embed.proj."),
+    (r"cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.normalization\.", r"stages.\1.embed.norm."),
+    (r"cvt\.encoder\.stages\.(\d+)\.cls_token$", r"stages.\1.cls_token"),
+    *_module_rules(r"cvt\.encoder\.stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.blocks.\2.", _HF_CVT_BLOCK),
+    (r"layernorm\.", "norm."),
+    (r"classifier\.", "head."),
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,24 +401,15 @@ _HF_VIT_LAYER = {
     "output.dense": "mlp.fc2",
 }
 
-
-def hf_vit_names(config: dict[str, Any]) -> dict[str, str]:
-    """Names of ``ViTForImageClassification`` -> names of :class:`~cvt_edu.vit.ViT` (see :func:`rename_state_dict`).
-
-    Args:
-        config: the Hugging Face ViT ``config.json``, parsed.
-    """
-    names = {
-        "vit.embeddings.cls_token": "cls_token",
-        "vit.embeddings.position_embeddings": "pos_embed",
-        "vit.embeddings.patch_embeddings.projection": "patch_embed.proj",
-        "vit.layernorm": "norm",
-        "classifier": "head",
-    }
-    for i in range(config.get("num_hidden_layers", _HF_VIT_DEFAULTS["num_hidden_layers"])):
-        for hf_name, edu_name in _HF_VIT_LAYER.items():
-            names[f"vit.encoder.layer.{i}.{hf_name}"] = f"blocks.{i}.{edu_name}"
-    return names
+# ``ViTForImageClassification`` names -> :class:`~cvt_edu.vit.ViT` names (see :mod:`cvt_edu.renaming`).
+HF_VIT_KEYS: list[Rule] = [
+    (r"vit\.embeddings\.cls_token$", "cls_token"),
+    (r"vit\.embeddings\.position_embeddings$", "pos_embed"),
+    (r"vit\.embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    *_module_rules(r"vit\.encoder\.layer\.(\d+)\.", r"blocks.\1.", _HF_VIT_LAYER),
+    (r"vit\.layernorm\.", "norm."),
+    (r"classifier\.", "head."),
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,52 +418,56 @@ def hf_vit_names(config: dict[str, Any]) -> dict[str, str]:
 
 
 # Inside one encoder layer: torchvision module (under encoder.layers.encoder_layer_{i}) -> cvt_edu
-# module (under blocks.{i}); the packed q, k, v projection is handled on its own.
+# module (under blocks.{i}). ``in_proj.q`` ... are the thirds of the packed projection (see below).
 _TV_VIT_LAYER = {
     "ln_1": "norm1",
+    "self_attention.in_proj.q": "qkv.q",
+    "self_attention.in_proj.k": "qkv.k",
+    "self_attention.in_proj.v": "qkv.v",
     "self_attention.out_proj": "attn.proj",
     "ln_2": "norm2",
     "mlp.0": "mlp.fc1",
     "mlp.3": "mlp.fc2",
 }
 
+# torchvision ``VisionTransformer`` names (packed q, k, v unpacked) -> :class:`~cvt_edu.vit.ViT` names.
+TORCHVISION_VIT_KEYS: list[Rule] = [
+    (r"conv_proj\.", "patch_embed.proj."),
+    (r"class_token$", "cls_token"),
+    (r"encoder\.pos_embedding$", "pos_embed"),
+    *_module_rules(r"encoder\.layers\.encoder_layer_(\d+)\.", r"blocks.\1.", _TV_VIT_LAYER),
+    (r"encoder\.ln\.", "norm."),
+    (r"heads\.head\.", "head."),
+]
 
-def torchvision_vit_state_dict(state: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
+
+def torchvision_vit_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map a torchvision ``VisionTransformer`` state dict onto :class:`~cvt_edu.vit.ViT` names.
 
     torchvision keeps W^Q, W^K, W^V of a layer in one ``nn.MultiheadAttention`` whose
     ``in_proj_weight`` (3D, D) and ``in_proj_bias`` (3D,) stack them in the order q, k, v; they
-    are cut into three. Its MLP is an ``nn.Sequential`` whose linear layers are items 0 and 3.
+    are cut into three (``in_proj.q.weight`` ...) and then renamed with
+    :data:`TORCHVISION_VIT_KEYS`. Its MLP is an ``nn.Sequential`` whose linear layers are items 0 and 3.
 
     Args:
         state: ``tv_model.state_dict()``.
-        depth: the number of encoder layers L.
 
     Returns:
         A state dict for ``ViT``, ready for ``load_state_dict(strict=True)``.
 
     Raises:
-        KeyError: if an expected torchvision tensor is missing.
+        ValueError: if a torchvision tensor has no place in the ViT (see
+            :func:`~cvt_edu.renaming.rename_state_dict`).
     """
-    out = {
-        "patch_embed.proj.weight": state["conv_proj.weight"],
-        "patch_embed.proj.bias": state["conv_proj.bias"],
-        "cls_token": state["class_token"],
-        "pos_embed": state["encoder.pos_embedding"],
-        "norm.weight": state["encoder.ln.weight"],
-        "norm.bias": state["encoder.ln.bias"],
-        "head.weight": state["heads.head.weight"],
-        "head.bias": state["heads.head.bias"],
-    }
-    for i in range(depth):
-        tv, edu = f"encoder.layers.encoder_layer_{i}", f"blocks.{i}"
-        for tv_name, edu_name in _TV_VIT_LAYER.items():
-            for leaf in ("weight", "bias"):
-                out[f"{edu}.{edu_name}.{leaf}"] = state[f"{tv}.{tv_name}.{leaf}"]
-        for leaf in ("weight", "bias"):
-            q, k, v = state[f"{tv}.self_attention.in_proj_{leaf}"].chunk(3, dim=0)
-            out[f"{edu}.qkv.q.{leaf}"], out[f"{edu}.qkv.k.{leaf}"], out[f"{edu}.qkv.v.{leaf}"] = q, k, v
-    return out
+    unpacked = {}
+    for key, tensor in state.items():
+        module, _, leaf = key.rpartition(".")
+        if leaf in ("in_proj_weight", "in_proj_bias"):
+            for name, third in zip("qkv", tensor.chunk(3, dim=0)):
+                unpacked[f"{module}.in_proj.{name}.{leaf.removeprefix('in_proj_')}"] = third
+        else:
+            unpacked[key] = tensor
+    return rename_state_dict(unpacked, TORCHVISION_VIT_KEYS, "torchvision ViT")
 
 
 def vit_from_torchvision(tv_model: nn.Module) -> ViT:
@@ -538,5 +503,5 @@ def vit_from_torchvision(tv_model: nn.Module) -> ViT:
         layer_norm_eps=tv_model.encoder.ln.eps,
     )
     model = ViT(config)
-    model.load_state_dict(torchvision_vit_state_dict(tv_model.state_dict(), config.depth), strict=True)
+    model.load_state_dict(torchvision_vit_state_dict(tv_model.state_dict()), strict=True)
     return model.eval()

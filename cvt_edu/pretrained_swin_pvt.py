@@ -5,8 +5,9 @@
 one (for example ``Xrenya/pvt-tiny-224``): the ``config.json`` as a dict and the state dict
 (from ``model.safetensors`` or ``model.state_dict()``). Each builds the matching
 :class:`~cvt_edu.swin.Swin` / :class:`~cvt_edu.pvt.PVT` and renames every weight with an
-explicit table of regular expressions, then loads them with ``strict=True``, so that a
-weight left over or missing is an error, never a silent random layer.
+explicit table of rules (:mod:`cvt_edu.renaming`: :data:`SWIN_KEYS`, :data:`PVT_KEYS`), then
+loads them with ``strict=True``, so that a weight left over or missing is an error, never a
+silent random layer.
 
 Swin checkpoints exist under two sets of names: the files on the Hub use the older ones
 (``attention.self.query``, ``intermediate.dense``, ...), ``transformers`` >= 5 renames them
@@ -15,18 +16,16 @@ on loading (``attention.q_proj``, ``mlp.fc1``, ...). Both are accepted.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from .pvt import PVT, PVTConfig
+from .renaming import Rule, rename_state_dict
 from .swin import Swin, SwinConfig, relative_position_index
 
 __all__ = ["swin_from_hf", "pvt_from_hf", "swin_config_from_hf", "pvt_config_from_hf", "SWIN_KEYS", "PVT_KEYS"]
-
-Rule = tuple[str, str | Callable[[re.Match], str]]
 
 _SWIN_BLOCK = r"swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\."
 _OUR_BLOCK = r"stages.\1.blocks.\2."
@@ -73,26 +72,6 @@ PVT_KEYS: list[Rule] = [
     (r"pvt\.encoder\.layer_norm\.", "norm."),
     (r"classifier\.", "head."),
 ]
-
-
-def _rename(state_dict: Mapping[str, torch.Tensor], rules: list[Rule], what: str) -> dict[str, torch.Tensor]:
-    """Rename every key with the first rule whose pattern matches its start.
-
-    Raises:
-        KeyError: listing the keys no rule knows.
-    """
-    out, unknown = {}, []
-    for key, value in state_dict.items():
-        for pattern, replacement in rules:
-            new, n = re.subn("^" + pattern, replacement, key, count=1)
-            if n:
-                out[new] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise KeyError(f"{len(unknown)} {what} weights have no cvt_edu counterpart: {unknown[:5]}")
-    return out
 
 
 def _side(value: int | list[int] | tuple[int, ...], name: str) -> int:
@@ -197,9 +176,9 @@ def swin_from_hf(config_dict: Mapping[str, Any], state_dict: Mapping[str, torch.
         The model, in eval mode.
 
     Raises:
-        KeyError: for weights with no counterpart (or a checkpoint without a classifier).
-        ValueError: for unsupported settings, or a stored relative position index that
-            differs from :func:`~cvt_edu.swin.relative_position_index`.
+        KeyError: for a checkpoint without a classifier.
+        ValueError: for weights with no counterpart, unsupported settings, or a stored relative
+            position index that differs from :func:`~cvt_edu.swin.relative_position_index`.
         RuntimeError: from ``load_state_dict(strict=True)`` on missing weights or shape mismatches.
     """
     config = swin_config_from_hf(config_dict, _num_classes(state_dict))
@@ -212,7 +191,7 @@ def swin_from_hf(config_dict: Mapping[str, Any], state_dict: Mapping[str, torch.
             continue
         weights[key] = value
     model = Swin(config)
-    model.load_state_dict(_rename(weights, SWIN_KEYS, "Swin"), strict=True)
+    model.load_state_dict(rename_state_dict(weights, SWIN_KEYS, "Swin"), strict=True)
     return model.eval()
 
 
@@ -227,11 +206,11 @@ def pvt_from_hf(config_dict: Mapping[str, Any], state_dict: Mapping[str, torch.T
         The model, in eval mode.
 
     Raises:
-        KeyError: for weights with no counterpart (or a checkpoint without a classifier).
-        ValueError: for unsupported settings.
+        KeyError: for a checkpoint without a classifier.
+        ValueError: for weights with no counterpart, or unsupported settings.
         RuntimeError: from ``load_state_dict(strict=True)`` on missing weights or shape mismatches.
     """
     config = pvt_config_from_hf(config_dict, _num_classes(state_dict))
     model = PVT(config)
-    model.load_state_dict(_rename(state_dict, PVT_KEYS, "PVT"), strict=True)
+    model.load_state_dict(rename_state_dict(state_dict, PVT_KEYS, "PVT"), strict=True)
     return model.eval()

@@ -15,7 +15,8 @@ from torch import nn
 from torch.testing import assert_close
 
 from cvt_edu import build_model, load_pretrained, save_pretrained
-from cvt_edu.pretrained import rename_state_dict, vit_config_from_hf, vit_from_torchvision
+from cvt_edu.pretrained import HF_VIT_KEYS, vit_config_from_hf, vit_from_torchvision
+from cvt_edu.renaming import rename_state_dict
 from cvt_edu.pretrained_swin_pvt import swin_config_from_hf
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -164,8 +165,10 @@ def test_a_missing_folder_config_or_weights_is_a_clear_error(tmp_path):
 
 
 def test_a_tensor_with_no_place_in_the_model_is_an_error():
-    with pytest.raises(ValueError, match=r"1 tensors have no place.*'vit\.extra\.weight'"):
-        rename_state_dict({"classifier.weight": torch.zeros(1), "vit.extra.weight": torch.zeros(1)}, {"classifier": "head"})
+    state = {"classifier.weight": torch.zeros(1), "vit.pooler.dense.weight": torch.zeros(1)}
+    assert list(rename_state_dict(state, HF_VIT_KEYS, "ViT", ignore=("vit.pooler.",))) == ["head.weight"]
+    with pytest.raises(ValueError, match=r"1 Hugging Face ViT tensors have no place.*'vit\.extra\.weight'"):
+        rename_state_dict({**state, "vit.extra.weight": torch.zeros(1)}, HF_VIT_KEYS, "Hugging Face ViT", ignore=("vit.pooler.",))
 
 
 def test_a_non_square_image_size_in_a_config_is_a_clear_error():

@@ -9,18 +9,13 @@ Policies (``TrainConfig.augment``):
   contrast, solarize, ...), with a magnitude drawn uniformly.
 
 Per image, :func:`image_transform` uses ``torchvision.transforms.v2`` (``TrivialAugmentWide``)
-inside a ``DataLoader``. Per batch, :class:`BatchAugment` uses ``kornia.augmentation``,
-whose transforms draw their parameters for every image of a batch, so crops and flips
-differ image by image; kornia's ``TrivialAugment`` draws one operation per call, so the
-batch is cut into ``groups`` groups that each draw their own operation (the magnitude is
-still drawn per image).
-
-The two TrivialAugment lists are not the same augmentation: torchvision's "wide" list has
-identity and colour (saturation) among its 14 operations and strong ranges (rotation up to
-135 degrees, translation up to 32 pixels, posterize down to 2 bits), while kornia's default list
-(12 operations, without those two) rotates by at most 30 degrees. The recipe's figures in chapter 5
-come from the per-image path; a run on the fast path trains on a milder policy and may land
-somewhat apart from them.
+inside a ``DataLoader``. Per batch, :class:`BatchAugment` draws the crop and the flip of every
+image with ``kornia.augmentation`` (whose transforms draw their parameters image by image), then
+applies the same ``TrivialAugmentWide`` as the per-image path: it draws one operation and one
+magnitude per call, so the batch is cut into ``groups`` groups that each draw their own. Both paths
+thus train on one augmentation (torchvision's "wide" list of 14 operations, rotation up to 135
+degrees, translation up to 32 pixels, posterize down to 2 bits); they differ only in that the images
+of a group share their draw.
 
 MixUp (Zhang et al., ICLR 2018) and CutMix (Yun et al., ICCV 2019) mix whole batches:
 :func:`batch_mix` returns ``torchvision.transforms.v2.MixUp`` / ``CutMix``, one of them
@@ -69,7 +64,8 @@ class BatchAugment(nn.Module):
         policy: ``"crop-flip"`` or ``"trivial"``.
         size: image side H = W in pixels.
         mean, std: per-channel normalisation, pixels in [0, 1].
-        groups: for ``"trivial"``, how many groups of the batch draw their own operation.
+        groups: for ``"trivial"``, how many groups of the batch draw their own operation and
+            magnitude (with batch 128 and 16 groups, 8 images share a draw).
 
     Shapes:
         uint8 images (B, C, H, W) in, normalised float32 (B, C, H, W) out.
@@ -78,17 +74,16 @@ class BatchAugment(nn.Module):
         ValueError: for an unknown policy, or images that are not uint8 (B, C, size, size).
     """
 
-    def __init__(self, policy: str, size: int, mean: tuple[float, ...], std: tuple[float, ...], *, groups: int = 4) -> None:
+    def __init__(self, policy: str, size: int, mean: tuple[float, ...], std: tuple[float, ...], *, groups: int = 16) -> None:
         super().__init__()
         import kornia.augmentation as K  # imported here: only the fast path needs kornia
-        from kornia.augmentation.auto import TrivialAugment
 
         _check_policy(policy)
         self.size, self.mean, self.std, self.groups = size, tuple(mean), tuple(std), groups
         self.crop_flip = K.AugmentationSequential(
             K.RandomCrop((size, size), padding=PADDING, padding_mode="reflect"), K.RandomHorizontalFlip()
         )
-        self.trivial = TrivialAugment() if policy == "trivial" else None
+        self.trivial = v2.TrivialAugmentWide() if policy == "trivial" else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[-2:]) != (self.size, self.size):
@@ -96,8 +91,10 @@ class BatchAugment(nn.Module):
                 f"expected uint8 images (B, C, {self.size}, {self.size}), got {images.dtype} {tuple(images.shape)}"
             )
         x = self.crop_flip(images.float().div_(255))
-        if self.trivial is not None:
-            x = torch.cat([self.trivial(part) for part in x.chunk(self.groups)]).clamp_(0, 1)
+        if self.trivial is not None:  # crops and flips copy pixels, so the way back to uint8 is exact
+            x = x.mul_(255).round_().to(torch.uint8)
+            x = torch.cat([self.trivial(part) for part in x.chunk(self.groups)])
+            return normalize(x, self.mean, self.std)
         return v2.functional.normalize(x, list(self.mean), list(self.std))
 
 

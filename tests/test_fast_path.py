@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 from cvt_edu.augment import PADDING, BatchAugment, batch_mix, image_transform, normalize
 from cvt_edu.bench_train import TrainBenchConfig, bf16_peak_tflops, measure_training, train_bench_table
@@ -59,6 +60,25 @@ def test_trivial_augment_changes_images_and_keeps_the_range(cifar_mini):
     low = normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8), CIFAR10_MEAN, CIFAR10_STD)
     high = normalize(torch.full((1, 3, 1, 1), 255, dtype=torch.uint8), CIFAR10_MEAN, CIFAR10_STD)
     assert (strong >= low - 1e-5).all() and (strong <= high + 1e-5).all()
+
+
+def test_batched_trivial_augment_is_the_reference_policy_drawn_per_group(cifar_mini):
+    images = cifar_mini[0].images[:32]
+    aug = BatchAugment("trivial", 32, CIFAR10_MEAN, CIFAR10_STD, groups=4)
+    aug.crop_flip = torch.nn.Identity()  # look at the TrivialAugment step alone
+    reference = image_transform("trivial", 32, CIFAR10_MEAN, CIFAR10_STD)
+    (policy,) = [t for t in reference.transforms if isinstance(t, v2.TrivialAugmentWide)]
+    changed_groups = 0
+    for seed in range(12):
+        torch.manual_seed(seed)
+        out = aug(images)
+        torch.manual_seed(seed)
+        parts = [policy(part) for part in images.chunk(4)]
+        # the same operations with the same magnitudes as the per-image path's policy ...
+        assert torch.allclose(out, normalize(torch.cat(parts), CIFAR10_MEAN, CIFAR10_STD), atol=1e-6)
+        # ... each drawn for a group of 8 images
+        changed_groups += sum(not torch.equal(p, q) for p, q in zip(parts, images.chunk(4)))
+    assert 0 < changed_groups < 48
 
 
 def test_batch_augment_and_config_reject_bad_input():

@@ -32,7 +32,7 @@ from torch import nn
 from .checkpoint import load_checkpoint
 from .cvt import CvT, CvTConfig, CvTStageConfig
 from .pretrained_swin_pvt import _side, pvt_from_hf, swin_from_hf
-from .renaming import Rule, rename_state_dict
+from .renaming import Rule, module_rules, rename_state_dict
 from .vit import ViT, ViTConfig
 
 __all__ = [
@@ -198,16 +198,6 @@ def _num_labels(config: dict[str, Any]) -> int:
 _HF_IGNORED = ("vit.pooler.",)
 
 
-def _module_rules(outside_prefix: str, edu_prefix: str, modules: dict[str, str]) -> list[Rule]:
-    r"""Rules for the modules of a repeated block: ``outside_prefix`` + name -> ``edu_prefix`` + name.
-
-    The prefixes are a regular expression with groups (``r"vit\.encoder\.layer\.(\d+)\."``) and its
-    replacement (``r"blocks.\1."``); each module keeps its tensors' last name part (``weight``,
-    ``bias``, BatchNorm's ``running_mean`` ...).
-    """
-    return [(outside_prefix + re.escape(outside) + r"\.", edu_prefix + edu + ".") for outside, edu in modules.items()]
-
-
 def _keep_batch_counters(state: dict[str, torch.Tensor], model: nn.Module) -> None:
     """Fill in BatchNorm's ``num_batches_tracked`` where a checkpoint lacks it.
 
@@ -321,7 +311,7 @@ HF_CVT_KEYS: list[Rule] = [
     (r"cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.projection\.", r"stages.\1.embed.proj."),
     (r"cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.normalization\.", r"stages.\1.embed.norm."),
     (r"cvt\.encoder\.stages\.(\d+)\.cls_token$", r"stages.\1.cls_token"),
-    *_module_rules(r"cvt\.encoder\.stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.blocks.\2.", _HF_CVT_BLOCK),
+    *module_rules(r"cvt\.encoder\.stages\.(\d+)\.layers\.(\d+)\.", r"stages.\1.blocks.\2.", _HF_CVT_BLOCK),
     (r"layernorm\.", "norm."),
     (r"classifier\.", "head."),
 ]
@@ -406,7 +396,7 @@ HF_VIT_KEYS: list[Rule] = [
     (r"vit\.embeddings\.cls_token$", "cls_token"),
     (r"vit\.embeddings\.position_embeddings$", "pos_embed"),
     (r"vit\.embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    *_module_rules(r"vit\.encoder\.layer\.(\d+)\.", r"blocks.\1.", _HF_VIT_LAYER),
+    *module_rules(r"vit\.encoder\.layer\.(\d+)\.", r"blocks.\1.", _HF_VIT_LAYER),
     (r"vit\.layernorm\.", "norm."),
     (r"classifier\.", "head."),
 ]
@@ -435,7 +425,7 @@ TORCHVISION_VIT_KEYS: list[Rule] = [
     (r"conv_proj\.", "patch_embed.proj."),
     (r"class_token$", "cls_token"),
     (r"encoder\.pos_embedding$", "pos_embed"),
-    *_module_rules(r"encoder\.layers\.encoder_layer_(\d+)\.", r"blocks.\1.", _TV_VIT_LAYER),
+    *module_rules(r"encoder\.layers\.encoder_layer_(\d+)\.", r"blocks.\1.", _TV_VIT_LAYER),
     (r"encoder\.ln\.", "norm."),
     (r"heads\.head\.", "head."),
 ]

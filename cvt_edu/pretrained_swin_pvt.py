@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .pvt import PVT, PVTConfig
-from .renaming import Rule, rename_state_dict
+from .renaming import Rule, module_rules, rename_state_dict
 from .swin import Swin, SwinConfig, relative_position_index
 
 __all__ = ["swin_from_hf", "pvt_from_hf", "swin_config_from_hf", "pvt_config_from_hf", "SWIN_KEYS", "PVT_KEYS"]
@@ -30,7 +30,8 @@ __all__ = ["swin_from_hf", "pvt_from_hf", "swin_config_from_hf", "pvt_config_fro
 _SWIN_BLOCK = r"swin\.encoder\.layers\.(\d+)\.blocks\.(\d+)\."
 _OUR_BLOCK = r"stages.\1.blocks.\2."
 
-# (Hugging Face name, cvt_edu name): regular expressions matched at the start of each key.
+# (Hugging Face name, cvt_edu name): regular expressions matched at the start of each key. Written
+# out rule by rule, not with module_rules, because most accept two generations of names.
 SWIN_KEYS: list[Rule] = [
     (r"swin\.embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
     (r"swin\.embeddings\.norm\.", "patch_embed.norm."),
@@ -54,21 +55,26 @@ SWIN_KEYS: list[Rule] = [
 
 _PVT_BLOCK = r"pvt\.encoder\.block\.(\d+)\.(\d+)\."
 
+# Inside one transformer block: Hugging Face module -> cvt_edu module.
+_PVT_BLOCK_MODULES = {
+    "layer_norm_1": "norm1",
+    "attention.self.query": "attn.qkv.q",
+    "attention.self.key": "attn.qkv.k",
+    "attention.self.value": "attn.qkv.v",
+    "attention.self.sequence_reduction": "attn.sr",
+    "attention.self.layer_norm": "attn.norm",
+    "attention.output.dense": "attn.mha.proj",
+    "layer_norm_2": "norm2",
+    "mlp.dense1": "mlp.fc1",
+    "mlp.dense2": "mlp.fc2",
+}
+
 PVT_KEYS: list[Rule] = [
     (r"pvt\.encoder\.patch_embeddings\.(\d+)\.projection\.", r"stages.\1.embed.proj."),
     (r"pvt\.encoder\.patch_embeddings\.(\d+)\.layer_norm\.", r"stages.\1.embed.norm."),
     (r"pvt\.encoder\.patch_embeddings\.(\d+)\.position_embeddings$", r"stages.\1.pos_embed"),
     (r"pvt\.encoder\.patch_embeddings\.(\d+)\.cls_token$", r"stages.\1.cls_token"),
-    (_PVT_BLOCK + r"layer_norm_1\.", _OUR_BLOCK + "norm1."),
-    (_PVT_BLOCK + r"attention\.self\.query\.", _OUR_BLOCK + "attn.qkv.q."),
-    (_PVT_BLOCK + r"attention\.self\.key\.", _OUR_BLOCK + "attn.qkv.k."),
-    (_PVT_BLOCK + r"attention\.self\.value\.", _OUR_BLOCK + "attn.qkv.v."),
-    (_PVT_BLOCK + r"attention\.self\.sequence_reduction\.", _OUR_BLOCK + "attn.sr."),
-    (_PVT_BLOCK + r"attention\.self\.layer_norm\.", _OUR_BLOCK + "attn.norm."),
-    (_PVT_BLOCK + r"attention\.output\.dense\.", _OUR_BLOCK + "attn.mha.proj."),
-    (_PVT_BLOCK + r"layer_norm_2\.", _OUR_BLOCK + "norm2."),
-    (_PVT_BLOCK + r"mlp\.dense1\.", _OUR_BLOCK + "mlp.fc1."),
-    (_PVT_BLOCK + r"mlp\.dense2\.", _OUR_BLOCK + "mlp.fc2."),
+    *module_rules(_PVT_BLOCK, _OUR_BLOCK, _PVT_BLOCK_MODULES),
     (r"pvt\.encoder\.layer_norm\.", "norm."),
     (r"classifier\.", "head."),
 ]

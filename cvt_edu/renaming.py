@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-__all__ = ["Rule", "rename_state_dict"]
+__all__ = ["Rule", "module_rules", "rename_state_dict"]
 
 # (pattern matched at the start of an outside name, replacement: a template with \1, \2, ...
 # or a function of the match), as re.sub takes them.
@@ -56,3 +56,20 @@ def rename_state_dict(
             f"{len(unknown)} {what} tensors have no place in the cvt_edu model, for example {unknown[:5]}"
         )
     return out
+
+
+def module_rules(outside_prefix: str, edu_prefix: str, modules: dict[str, str]) -> list[Rule]:
+    r"""Rules for the modules of a repeated block: ``outside_prefix`` + name -> ``edu_prefix`` + name.
+
+    Args:
+        outside_prefix: a regular expression for the block, with groups
+            (``r"vit\.encoder\.layer\.(\d+)\."``).
+        edu_prefix: its replacement (``r"blocks.\1."``).
+        modules: outside module name -> ``cvt_edu`` module name inside the block, both plain
+            dotted names (``"layernorm_before" -> "norm1"``); each module keeps its tensors' last
+            name part (``weight``, ``bias``, BatchNorm's ``running_mean`` ...).
+
+    Returns:
+        One :data:`Rule` per module, in the order of ``modules``.
+    """
+    return [(outside_prefix + re.escape(outside) + r"\.", edu_prefix + edu + ".") for outside, edu in modules.items()]

@@ -124,9 +124,10 @@ def data_fraction_study(
 
     Every run uses the same recipe and number of epochs, on the first ``round(f * N)``
     images of a fixed random permutation (so smaller sets are subsets of larger ones); the
-    test set is the same for every run (the whole test split, or ``cfg.test_subset`` images of it). The run on all images (``f = 1``) is written to
-    ``out_dir/<name>``, the folder :func:`compare` uses, so a finished comparison is reused
-    rather than trained again; the others to ``out_dir/<name>-<percent>pct``.
+    test set is the same for every run (the whole test split, or ``cfg.test_subset`` images of
+    it). The run on all images (``f = 1``) is written to ``out_dir/<name>``, the folder
+    :func:`compare` uses, so a finished comparison is reused rather than trained again; the
+    others to ``out_dir/<name>-<percent>pct``.
 
     Args:
         names: registry names.

@@ -10,12 +10,15 @@ Policies (``TrainConfig.augment``):
 
 Per image, :func:`image_transform` uses ``torchvision.transforms.v2`` (``TrivialAugmentWide``)
 inside a ``DataLoader``. Per batch, :class:`BatchAugment` draws the crop and the flip of every
-image with ``kornia.augmentation`` (whose transforms draw their parameters image by image), then
-applies the same ``TrivialAugmentWide`` as the per-image path: it draws one operation and one
-magnitude per call, so the batch is cut into ``groups`` groups that each draw their own. Both paths
-thus train on one augmentation (torchvision's "wide" list of 14 operations, rotation up to 135
-degrees, translation up to 32 pixels, posterize down to 2 bits); they differ only in that the images
-of a group share their draw.
+image at once on the images' own device (:func:`random_crop_flip`: one reflect padding and two
+gathers, no loop over images and no copy from the host), then applies the same
+``TrivialAugmentWide`` as the per-image path: it draws one operation and one magnitude per call,
+so the batch is cut into ``groups`` groups that each draw their own. Both paths thus train on one
+augmentation (torchvision's "wide" list of 14 operations, rotation up to 135 degrees, translation
+up to 32 pixels, posterize down to 2 bits); they differ only in that the images of a group share
+their draw. The crop and flip are the package's own because the batched library transform (kornia's)
+draws its parameters on the host and copies them to the GPU, a copy that makes the host wait for the
+GPU's queue; torchvision's rotate, shear, translate and sharpness still copy a small matrix each.
 
 MixUp (Zhang et al., ICLR 2018) and CutMix (Yun et al., ICCV 2019) mix whole batches:
 :func:`batch_mix` returns ``torchvision.transforms.v2.MixUp`` / ``CutMix``, one of them
@@ -25,10 +28,11 @@ drawn per batch; the labels become soft, shape (B, K).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-__all__ = ["POLICIES", "image_transform", "normalize", "BatchAugment", "batch_mix"]
+__all__ = ["POLICIES", "image_transform", "normalize", "random_crop_flip", "BatchAugment", "batch_mix"]
 
 POLICIES = ("crop-flip", "trivial")
 PADDING = 4  # pixels of reflect padding before the random crop
@@ -39,9 +43,15 @@ def _check_policy(policy: str) -> None:
         raise ValueError(f"unknown augmentation policy {policy!r}; expected one of {POLICIES}")
 
 
-def normalize(images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 images (B, C, H, W) or (C, H, W), values 0..255, to float32 normalised per channel."""
-    return v2.functional.normalize(v2.functional.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
+def normalize(
+    images: torch.Tensor, mean: tuple[float, ...] | torch.Tensor, std: tuple[float, ...] | torch.Tensor
+) -> torch.Tensor:
+    """uint8 images (B, C, H, W) or (C, H, W), values 0..255, to float32 normalised per channel.
+
+    ``mean`` and ``std`` are C numbers for pixels in [0, 1]; given as float32 tensors on the
+    images' device, nothing is copied from the host (a tuple is copied to the device on every call).
+    """
+    return v2.functional.normalize(v2.functional.to_dtype(images, torch.float32, scale=True), mean, std)
 
 
 def image_transform(policy: str, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> v2.Transform:
@@ -57,8 +67,38 @@ def image_transform(policy: str, size: int, mean: tuple[float, ...], std: tuple[
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
 
 
+def random_crop_flip(images: torch.Tensor, padding: int = PADDING) -> torch.Tensor:
+    """A random crop of every reflect-padded image and a horizontal flip with probability 1/2, drawn per image.
+
+    The batched twin of ``v2.RandomCrop(H, padding, padding_mode="reflect")`` followed by
+    ``v2.RandomHorizontalFlip()``: each image gets its own offset (0 to 2 x ``padding`` pixels,
+    down and right) and its own flip, drawn on the images' device, so nothing is copied from
+    the host and nothing is read back; crops and flips only move pixels, so any dtype works.
+
+    Args:
+        images: (B, C, H, W), any dtype (the fast path passes uint8).
+        padding: pixels of reflect padding on each side; must be smaller than H and W.
+
+    Returns:
+        (B, C, H, W), the same dtype and device.
+    """
+    b, c, h, w = images.shape
+    device = images.device
+    padded = F.pad(images, [padding] * 4, mode="reflect")  # (B, C, H + 2P, W + 2P)
+    top, left = torch.randint(0, 2 * padding + 1, (2, b, 1), device=device)  # (B, 1) each
+    flip = torch.rand(b, 1, device=device) < 0.5
+    rows = top + torch.arange(h, device=device)  # (B, H): the padded rows each image keeps
+    cols = torch.arange(w, device=device)
+    cols = left + torch.where(flip, cols.flip(0), cols)  # (B, W): a flipped image reads its columns right to left
+    out = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * padding))
+    return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
 class BatchAugment(nn.Module):
-    """The batched training transform of a policy (kornia), run on whatever device holds the batch.
+    """The batched training transform of a policy, run on whatever device holds the batch.
+
+    Crop and flip come from :func:`random_crop_flip` (per image); the ``"trivial"`` policy
+    then applies torchvision's ``TrivialAugmentWide`` to ``groups`` groups of the batch.
 
     Args:
         policy: ``"crop-flip"`` or ``"trivial"``.
@@ -68,7 +108,8 @@ class BatchAugment(nn.Module):
             magnitude (with batch 128 and 16 groups, 8 images share a draw).
 
     Shapes:
-        uint8 images (B, C, H, W) in, normalised float32 (B, C, H, W) out.
+        uint8 images (B, C, H, W) in, normalised float32 (B, C, H, W) out, on the images' device
+        (move the module there too, ``.to(device)``, so that its ``mean`` and ``std`` are there).
 
     Raises:
         ValueError: for an unknown policy, or images that are not uint8 (B, C, size, size).
@@ -76,13 +117,12 @@ class BatchAugment(nn.Module):
 
     def __init__(self, policy: str, size: int, mean: tuple[float, ...], std: tuple[float, ...], *, groups: int = 16) -> None:
         super().__init__()
-        import kornia.augmentation as K  # imported here: only the fast path needs kornia
-
         _check_policy(policy)
-        self.size, self.mean, self.std, self.groups = size, tuple(mean), tuple(std), groups
-        self.crop_flip = K.AugmentationSequential(
-            K.RandomCrop((size, size), padding=PADDING, padding_mode="reflect"), K.RandomHorizontalFlip()
-        )
+        self.size, self.groups = size, groups
+        # buffers, so that ``.to(device)`` puts them beside the images: normalising copies nothing from the host
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
+        self.crop_flip = random_crop_flip
         self.trivial = v2.TrivialAugmentWide() if policy == "trivial" else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -90,12 +130,10 @@ class BatchAugment(nn.Module):
             raise ValueError(
                 f"expected uint8 images (B, C, {self.size}, {self.size}), got {images.dtype} {tuple(images.shape)}"
             )
-        x = self.crop_flip(images.float().div_(255))
-        if self.trivial is not None:  # crops and flips copy pixels, so the way back to uint8 is exact
-            x = x.mul_(255).round_().to(torch.uint8)
+        x = self.crop_flip(images)
+        if self.trivial is not None:
             x = torch.cat([self.trivial(part) for part in x.chunk(self.groups)])
-            return normalize(x, self.mean, self.std)
-        return v2.functional.normalize(x, list(self.mean), list(self.std))
+        return normalize(x, self.mean, self.std)
 
 
 def batch_mix(num_classes: int, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0) -> v2.Transform | None:

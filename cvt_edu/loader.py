@@ -4,7 +4,7 @@ path), or from a copy of the whole data set held on the training device (the fas
 CIFAR-10 is small (50,000 x 3 x 32 x 32 uint8 = 146 MiB), so the fast path copies it to the
 GPU once and, for every batch, gathers the images by index and augments them there in one
 batched call (:class:`cvt_edu.augment.BatchAugment`): no worker processes, no per-image
-Python, no host-to-device copy per step.
+Python, no images copied from the host per step.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class DeviceLoader:
         data = data.to(device)
         self.images, self.labels = data.images, data.labels
         self.batch_size, self.drop_last = batch_size, drop_last
-        self.augment = BatchAugment(policy, data.images.shape[-1], CIFAR10_MEAN, CIFAR10_STD)
+        self.augment = BatchAugment(policy, data.images.shape[-1], CIFAR10_MEAN, CIFAR10_STD).to(device)
         self.generator = torch.Generator().manual_seed(seed)  # on the CPU: the same order on every device
 
     def __len__(self) -> int:

@@ -1,24 +1,30 @@
 """The fast path (data set on the device, batched augmentation), the small-data recipe and ``bench --train``.
 
 There is no GPU here: the fast path runs on the CPU, where it is the same code but for
-the CUDA-only settings (channels-last, fused AdamW, bf16).
+the CUDA-only settings (channels-last, fused AdamW, bf16). Its promise of no traffic with
+the host inside a training step is checked on PyTorch's ``meta`` device, which stands in for
+the GPU: every copy from the host and every read-back is seen there as it would be on CUDA.
 """
 
 import itertools
 import json
+import traceback
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 from torchvision.transforms import v2
 
-from cvt_edu.augment import PADDING, BatchAugment, batch_mix, image_transform, normalize
+from cvt_edu.augment import PADDING, BatchAugment, batch_mix, image_transform, normalize, random_crop_flip
 from cvt_edu.bench_train import TrainBenchConfig, bf16_peak_tflops, measure_training, train_bench_table
 from cvt_edu.cli import main
 from cvt_edu.data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
 from cvt_edu.loader import DeviceLoader
 from cvt_edu.models import build_model
-from cvt_edu.train import TrainConfig, fit
+from cvt_edu.train import TrainConfig, fit, prepare
 
 
 def all_crops_and_flips(image: torch.Tensor) -> torch.Tensor:
@@ -48,6 +54,22 @@ def test_batched_crop_flip_draws_a_crop_and_a_flip_per_image(cifar_mini):
     torch.manual_seed(0)
     ref = torch.stack([image_transform("crop-flip", 32, CIFAR10_MEAN, CIFAR10_STD)(image) for _ in range(16)])
     assert (ref[:, None] - candidates[None]).abs().flatten(2).amax(-1).min(1).values.max() < 1e-4
+
+
+def test_random_crop_flip_draws_every_outcome_of_the_reference_uniformly(cifar_mini):
+    image = cifar_mini[0].images[7]
+    padded = F.pad(image[None], [PADDING] * 4, mode="reflect")[0]
+    crops = [padded[:, i : i + 32, j : j + 32] for i, j in itertools.product(range(2 * PADDING + 1), repeat=2)]
+    outcomes = {c.numpy().tobytes(): k for k, c in enumerate(crops + [c.flip(-1) for c in crops])}
+    assert len(outcomes) == 162  # 81 offsets x flipped or not, all different for this image
+    torch.manual_seed(0)
+    out = random_crop_flip(image.expand(8100, -1, -1, -1))
+    assert out.dtype == torch.uint8 and out.shape == (8100, 3, 32, 32)
+    drawn = torch.tensor([outcomes[x.numpy().tobytes()] for x in out])  # KeyError: not a reference outcome
+    counts = torch.bincount(drawn, minlength=162)
+    # 50 expected per outcome: a missing offset, a lost row of offsets or a biased flip would show
+    assert counts.min() >= 20 and counts.max() <= 90, counts
+    assert abs(counts[81:].sum().item() / 8100 - 0.5) < 0.03  # flipped half of the time
 
 
 def test_trivial_augment_changes_images_and_keeps_the_range(cifar_mini):
@@ -167,6 +189,93 @@ def test_a_run_under_another_recipe_starts_from_scratch(cifar_mini, tmp_path, ca
     fit(build_model("vit-tiny"), train, test, other, out_dir=tmp_path)
     out = capsys.readouterr().out
     assert "written by another recipe; training from scratch" in out and "resuming" not in out
+
+
+class HostTraffic(TorchFunctionMode, TorchDispatchMode):
+    """Records what would make the host wait for the GPU, for tensors on a device other than the CPU.
+
+    - ``reads``: operations that bring values back to the host (``.item()``, ``.cpu()``, ``nonzero``, ...);
+    - ``copies``: tensors copied from the host to the device (``.to(device)`` of a CPU tensor, or
+      ``torch.tensor(data, device=...)``), which PyTorch makes wait for the device's queue.
+
+    Each entry is (operation, the frames of the call stack outside this file).
+    """
+
+    READS = frozenset(
+        {"_local_scalar_dense", "nonzero", "is_nonzero", "equal", "masked_select", "_unique2", "unique_dim", "unique_consecutive"}
+    )
+
+    def __init__(self):
+        TorchFunctionMode.__init__(self)
+        TorchDispatchMode.__init__(self)
+        self.reads, self.copies = [], []
+
+    def __enter__(self):
+        TorchFunctionMode.__enter__(self)
+        TorchDispatchMode.__enter__(self)
+        return self
+
+    def __exit__(self, *exc):
+        TorchDispatchMode.__exit__(self, *exc)
+        TorchFunctionMode.__exit__(self, *exc)
+
+    @staticmethod
+    def _where():
+        return [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack()[:-2] if f.filename != __file__]
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        device = kwargs.get("device")
+        from_host = func in (torch.tensor, torch.as_tensor) and device is not None and torch.device(device).type != "cpu"
+        if from_host and not (isinstance(args[0], torch.Tensor) and args[0].device == torch.device(device)):
+            self.copies.append((func.__name__, self._where()))
+        return func(*args, **kwargs)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
+        inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if name in self.READS and any(t.device.type != "cpu" for t in inputs):
+            self.reads.append((name, self._where()))
+        if name in ("_to_copy", "copy_"):  # copy_(dst, src), _to_copy(src, device=...)
+            src = args[1] if name == "copy_" else args[0]
+            dst = args[0].device if name == "copy_" else torch.device(kwargs.get("device") or src.device)
+            if src.device.type == "cpu" and src.numel() and dst.type != "cpu":
+                self.copies.append((name, self._where()))
+            if src.device.type != "cpu" and dst.type == "cpu":
+                self.reads.append((name, self._where()))  # .cpu(), .tolist(), .numpy()
+        return func(*args, **kwargs)
+
+
+def host_traffic_of_training_steps(policy: str, steps: int = 4) -> HostTraffic:
+    """Run ``steps`` training steps of cvt-tiny on the fast path on the meta device; return what was seen."""
+    cfg = TrainConfig.small_data(augment=policy, fast_path=True, progress=False)  # MixUp/CutMix on
+    n = cfg.batch_size * (steps + 1)
+    data = ImageTensors(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8), torch.arange(n) % 10, ("c",) * 10)
+    run = prepare(build_model("cvt-tiny"), data, cfg, torch.device("meta"))
+    batches = iter(run.loader)
+    next(batches)  # the epoch's start: its shuffled order comes from the host once
+    with HostTraffic() as seen:
+        for _ in range(steps):
+            images, labels = next(batches)
+            run.step(images, labels)
+    return seen
+
+
+def test_a_fast_path_training_step_makes_the_host_wait_for_nothing():
+    """Batch, crop-flip augmentation, MixUp/CutMix, forward, backward and AdamW: no copy, no read-back."""
+    seen = host_traffic_of_training_steps("crop-flip")
+    assert seen.reads == [] and seen.copies == [], (seen.reads, seen.copies)
+
+
+def test_with_trivial_augment_only_torchvision_operations_copy_from_the_host():
+    """torchvision's affine, rotate and sharpness build their small matrices on the host: those are
+    the fast path's only host-to-device copies, and nothing is read back."""
+    seen = host_traffic_of_training_steps("trivial", steps=8)
+    assert seen.reads == []
+    assert seen.copies  # 8 steps x 16 groups draw some geometric operations
+    for op, stack in seen.copies:
+        assert "torchvision/transforms/v2/functional" in stack[-1] and op == "tensor", (op, stack[-4:])
 
 
 def test_training_benchmark_reports_throughput_and_mfu():

@@ -81,7 +81,12 @@ def random_crop_flip(images: torch.Tensor, padding: int = PADDING) -> torch.Tens
 
     Returns:
         (B, C, H, W), the same dtype and device.
+
+    Raises:
+        ValueError: if ``images`` is not a batch (B, C, H, W) with H and W larger than ``padding``.
     """
+    if images.ndim != 4 or min(images.shape[-2:]) <= padding:
+        raise ValueError(f"expected images (B, C, H, W) with H and W > {padding}, got shape {tuple(images.shape)}")
     b, c, h, w = images.shape
     device = images.device
     padded = F.pad(images, [padding] * 4, mode="reflect")  # (B, C, H + 2P, W + 2P)

@@ -109,6 +109,10 @@ def test_batch_augment_and_config_reject_bad_input():
         aug(torch.rand(2, 3, 32, 32))
     with pytest.raises(ValueError, match=r"got torch.uint8 \(2, 3, 28, 28\)"):
         aug(torch.zeros(2, 3, 28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"expected images \(B, C, H, W\) with H and W > 4, got shape \(3, 32, 32\)"):
+        random_crop_flip(torch.zeros(3, 32, 32, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"got shape \(2, 3, 4, 4\)"):
+        random_crop_flip(torch.zeros(2, 3, 4, 4, dtype=torch.uint8))
     with pytest.raises(ValueError, match="unknown augmentation policy 'autoaugment'"):
         BatchAugment("autoaugment", 32, CIFAR10_MEAN, CIFAR10_STD)
     with pytest.raises(ValueError, match="augment must be one of"):

@@ -27,14 +27,18 @@ from cvt_edu.models import build_model
 from cvt_edu.train import TrainConfig, fit, prepare
 
 
-def all_crops_and_flips(image: torch.Tensor) -> torch.Tensor:
-    """Every 32x32 crop of the reflect-padded image, and its mirror: (2 * 81, 3, 32, 32), normalised."""
-    padded = F.pad(image[None].float(), [PADDING] * 4, mode="reflect")[0]
+def reference_outcomes(image: torch.Tensor) -> torch.Tensor:
+    """Every 32x32 crop of the reflect-padded uint8 image, then their mirrors: (2 * 81, 3, 32, 32), uint8."""
+    padded = F.pad(image[None], [PADDING] * 4, mode="reflect")[0]
     size = image.shape[-1]
     crops = [padded[:, i : i + size, j : j + size] for i, j in itertools.product(range(2 * PADDING + 1), repeat=2)]
     crops = torch.stack(crops)
-    both = torch.cat([crops, crops.flip(-1)]).round().to(torch.uint8)
-    return normalize(both, CIFAR10_MEAN, CIFAR10_STD)
+    return torch.cat([crops, crops.flip(-1)])
+
+
+def all_crops_and_flips(image: torch.Tensor) -> torch.Tensor:
+    """The reference outcomes of the image, normalised: (2 * 81, 3, 32, 32), float32."""
+    return normalize(reference_outcomes(image), CIFAR10_MEAN, CIFAR10_STD)
 
 
 def test_batched_crop_flip_draws_a_crop_and_a_flip_per_image(cifar_mini):
@@ -58,9 +62,7 @@ def test_batched_crop_flip_draws_a_crop_and_a_flip_per_image(cifar_mini):
 
 def test_random_crop_flip_draws_every_outcome_of_the_reference_uniformly(cifar_mini):
     image = cifar_mini[0].images[7]
-    padded = F.pad(image[None], [PADDING] * 4, mode="reflect")[0]
-    crops = [padded[:, i : i + 32, j : j + 32] for i, j in itertools.product(range(2 * PADDING + 1), repeat=2)]
-    outcomes = {c.numpy().tobytes(): k for k, c in enumerate(crops + [c.flip(-1) for c in crops])}
+    outcomes = {c.numpy().tobytes(): k for k, c in enumerate(reference_outcomes(image))}
     assert len(outcomes) == 162  # 81 offsets x flipped or not, all different for this image
     torch.manual_seed(0)
     out = random_crop_flip(image.expand(8100, -1, -1, -1))

@@ -1,23 +1,38 @@
 """cvt_edu: the PyTorch package behind the CvT-edu course on Vision Transformers.
 
-One concept per module: :mod:`~cvt_edu.patching` (patches and token embeddings),
-:mod:`~cvt_edu.positional` (positional embeddings), :mod:`~cvt_edu.patch_viz` (pictures of patches),
-:mod:`~cvt_edu.projection` (linear and convolutional Q/K/V projections),
-:mod:`~cvt_edu.attention` (multi-head attention and attention maps),
-:mod:`~cvt_edu.vit`, :mod:`~cvt_edu.cvt`, :mod:`~cvt_edu.swin` and :mod:`~cvt_edu.pvt`
-(the models), :mod:`~cvt_edu.models` (the registry), :mod:`~cvt_edu.pretrained` (Hugging Face
-and torchvision weights in the course's models), :mod:`~cvt_edu.data`, :mod:`~cvt_edu.train`,
-:mod:`~cvt_edu.cost` and :mod:`~cvt_edu.scaling` (FLOPs, attention cost, resolution sweep),
-:mod:`~cvt_edu.plots`, :mod:`~cvt_edu.experiment`, :mod:`~cvt_edu.bench`, :mod:`~cvt_edu.quiz`,
-:mod:`~cvt_edu.i18n`, :mod:`~cvt_edu.cli`; and the figures of the chapters:
-:mod:`~cvt_edu.patch_viz`, :mod:`~cvt_edu.positional`, :mod:`~cvt_edu.attention_viz`,
-:mod:`~cvt_edu.viz_embedding`, :mod:`~cvt_edu.shift`, :mod:`~cvt_edu.ablation`,
-:mod:`~cvt_edu.window_viz`, :mod:`~cvt_edu.pyramid_viz` and :mod:`~cvt_edu.transfer`.
+The folder tree is the course's table of contents. At the top, one concept per module, in the
+order the chapters teach them: :mod:`~cvt_edu.patching` (patches and token embeddings),
+:mod:`~cvt_edu.positional`, :mod:`~cvt_edu.attention` (MHSA, attention maps),
+:mod:`~cvt_edu.projection` (linear and convolutional Q/K/V), :mod:`~cvt_edu.layers` (MLP,
+stochastic depth), :mod:`~cvt_edu.windows` (Swin's window geometry), the models
+:mod:`~cvt_edu.vit`, :mod:`~cvt_edu.cvt`, :mod:`~cvt_edu.swin`, :mod:`~cvt_edu.pvt` and their
+registry :mod:`~cvt_edu.models`. One level down, everything that serves them:
+:mod:`~cvt_edu.train` (data, augmentation, the training loop, checkpoints),
+:mod:`~cvt_edu.lab` (the chapters' experiments), :mod:`~cvt_edu.cost` (FLOPs, formulas,
+sweeps, benchmarks), :mod:`~cvt_edu.pretrained` (outside weights), :mod:`~cvt_edu.viz` (every
+figure), :mod:`~cvt_edu.course` (figure text in pt/es, quizzes) and :mod:`~cvt_edu.cli`.
+
+``import cvt_edu`` is cheap: the names below are imported on first use (PEP 562), so the command
+line answers ``--help`` without loading PyTorch.
 """
 
-from .checkpoint import load_checkpoint, save_pretrained
-from .models import build_model, list_models
-from .pretrained import load_pretrained
+import lazy_loader as _lazy
 
 __version__ = "0.1.0"
-__all__ = ["build_model", "list_models", "load_checkpoint", "load_pretrained", "save_pretrained", "__version__"]
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=["attention", "cost", "course", "cvt", "lab", "layers", "models", "patching", "positional",
+                "pretrained", "projection", "pvt", "swin", "train", "vit", "viz", "windows"],
+    submod_attrs={
+        "models": ["build_model", "list_models"],
+        "pretrained.load": ["load_pretrained"],
+        "train.checkpoint": ["load_checkpoint", "save_pretrained"],
+        "train.data": ["load_data"],
+        "train.env": ["pick_device", "quick_mode", "seed_everything"],
+        "train.loop": ["TrainConfig", "evaluate", "fit"],
+        "course.i18n": ["t"],
+        "course.quiz": ["show_quiz"],
+    },
+)
+__all__ += ["__version__"]

@@ -7,16 +7,18 @@ import json
 import sys
 from dataclasses import asdict, fields
 
-from .augment import POLICIES
-from .bench import BenchConfig
-from .bench import main as bench_main
-from .bench_train import TrainBenchConfig, run_train_bench, train_bench_table
-from .checkpoint import load_checkpoint, write_json
-from .data import DATA_ENV, load_split
-from .experiment import compare, load_data, train_model
+from .cost.bench import BenchConfig
+from .cost.bench import main as bench_main
+from .cost.bench_train import TrainBenchConfig, run_train_bench, train_bench_table
+from .cost.sweep import SWEEP_MODELS
+from .lab.compare import compare, train_model
+from .train.data import load_data
 from .models import list_models
-from .scaling import SWEEP_MODELS
-from .train import QUICK_ENV, TrainConfig, evaluate, pick_device
+from .train.augment import POLICIES
+from .train.checkpoint import load_checkpoint, write_json
+from .train.data import DATA_ENV, load_split
+from .train.env import QUICK_ENV, pick_device
+from .train.loop import TrainConfig, evaluate
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from .scaling import resolution_sweep, sweep_table, write_sweep
+    from .cost.sweep import resolution_sweep, sweep_table, write_sweep
 
     settings = dict(
         batch_size=args.batch_size,

@@ -4,7 +4,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from cvt_edu.experiment import load_data
+from cvt_edu.train.data import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,11 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from cvt_edu.ablation import (
+from cvt_edu.attention import MultiHeadAttention, attention_maps
+from cvt_edu.cost.flops import measured_macs
+from cvt_edu.cost.formulas import attention_macs, attention_terms
+from cvt_edu.lab.ablation import (
     ablation_table,
-    accuracy_stderr,
-    attention_terms,
     plot_ablation,
     plot_attention_terms,
     plot_cost_curves,
@@ -20,11 +21,10 @@ from cvt_edu.ablation import (
     train_config_model,
     variant_config,
 )
-from cvt_edu.attention import MultiHeadAttention, attention_maps
-from cvt_edu.cost import attention_macs, measured_macs
+from cvt_edu.lab.stats import accuracy_stderr
 from cvt_edu.models import build_model, config_to_dict, model_config, model_from_config
 from cvt_edu.projection import ConvQKV
-from cvt_edu.train import TrainConfig
+from cvt_edu.train.loop import TrainConfig
 
 
 def test_variant_config_changes_every_stage_and_nothing_else():

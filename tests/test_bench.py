@@ -2,7 +2,7 @@
 
 import math
 
-from cvt_edu.bench import BenchConfig, format_table, measure
+from cvt_edu.cost.bench import BenchConfig, format_table, measure
 
 
 def test_bench_measures_both_implementations_on_the_same_weights():

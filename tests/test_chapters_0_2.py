@@ -8,8 +8,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from cvt_edu.attention import attention_maps  # noqa: E402
-from cvt_edu.attention_viz import (  # noqa: E402
+from cvt_edu.attention import attention_maps
+from cvt_edu.course.i18n import STRINGS, t
+from cvt_edu.models import build_model
+from cvt_edu.patching import num_patches, patchify
+from cvt_edu.positional import pos_embed_similarity, sincos_pos_embed_2d
+from cvt_edu.viz.attention import (
     attention_rollout,
     cls_attention_map,
     mean_attention_distance,
@@ -19,9 +23,7 @@ from cvt_edu.attention_viz import (  # noqa: E402
     plot_attention_time,
     plot_cls_attention,
 )
-from cvt_edu.i18n import STRINGS, t  # noqa: E402
-from cvt_edu.models import build_model  # noqa: E402
-from cvt_edu.patch_viz import (  # noqa: E402
+from cvt_edu.viz.patches import (
     patch_canvas,
     patch_size_widget,
     plot_num_tokens,
@@ -29,8 +31,7 @@ from cvt_edu.patch_viz import (  # noqa: E402
     show_patches,
     show_side_by_side,
 )
-from cvt_edu.patching import num_patches, patchify  # noqa: E402
-from cvt_edu.positional import plot_pos_similarity, pos_embed_similarity, sincos_pos_embed_2d  # noqa: E402
+from cvt_edu.viz.positional import plot_pos_similarity
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cvt_edu.checkpoint import load_checkpoint
-from cvt_edu.data import load_split
-from cvt_edu.train import evaluate
+from cvt_edu.train.checkpoint import load_checkpoint
+from cvt_edu.train.data import load_split
+from cvt_edu.train.loop import evaluate
 
 
 def cli(*args, **kwargs):

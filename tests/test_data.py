@@ -8,7 +8,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets import cifar
 
-from cvt_edu.data import CIFAR10_CLASSES, DataError, eval_transform, load_split, train_transform
+from cvt_edu.train.data import CIFAR10_CLASSES, DataError, eval_transform, load_split, train_transform
 
 
 def test_reads_the_cifar10_subset(cifar_mini):

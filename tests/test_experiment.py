@@ -6,10 +6,10 @@ matplotlib.use("Agg")
 
 import pytest
 
-from cvt_edu.experiment import data_fraction_study
-from cvt_edu.i18n import class_names, t
-from cvt_edu.plots import plot_curves, plot_data_fraction
-from cvt_edu.train import TrainConfig
+from cvt_edu.course.i18n import class_names, t
+from cvt_edu.lab.compare import data_fraction_study
+from cvt_edu.train.loop import TrainConfig
+from cvt_edu.viz.plots import plot_curves, plot_data_fraction
 
 
 def test_data_fraction_study_trains_on_nested_subsets_and_reuses_the_full_run(cifar_mini, tmp_path):
@@ -36,8 +36,8 @@ def test_every_language_has_the_same_texts_and_no_key_is_defined_twice_different
     import ast
     from pathlib import Path
 
-    import cvt_edu.i18n as i18n
-    from cvt_edu.i18n import STRINGS
+    import cvt_edu.course.i18n as i18n
+    from cvt_edu.course.i18n import STRINGS
 
     assert set(STRINGS["pt"]) == set(STRINGS["es"]) == set(STRINGS["en"])
     tree = ast.parse(Path(i18n.__file__).read_text(encoding="utf-8"))

@@ -18,13 +18,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torchvision.transforms import v2
 
-from cvt_edu.augment import PADDING, BatchAugment, batch_mix, image_transform, normalize, random_crop_flip
-from cvt_edu.bench_train import TrainBenchConfig, bf16_peak_tflops, measure_training, train_bench_table
 from cvt_edu.cli import main
-from cvt_edu.data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
-from cvt_edu.loader import DeviceLoader
+from cvt_edu.cost.bench_train import TrainBenchConfig, bf16_peak_tflops, measure_training, train_bench_table
 from cvt_edu.models import build_model
-from cvt_edu.train import TrainConfig, fit, prepare
+from cvt_edu.train.augment import PADDING, BatchAugment, batch_mix, image_transform, normalize, random_crop_flip
+from cvt_edu.train.data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
+from cvt_edu.train.loader import DeviceLoader
+from cvt_edu.train.loop import TrainConfig, fit, prepare
 
 
 def reference_outcomes(image: torch.Tensor) -> torch.Tensor:

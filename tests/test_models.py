@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from cvt_edu.checkpoint import load_checkpoint, save_pretrained
-from cvt_edu.cost import count_flops, count_params
+from cvt_edu.cost.flops import count_flops, count_params
 from cvt_edu.models import build_model, list_models
+from cvt_edu.train.checkpoint import load_checkpoint, save_pretrained
 
 TINY = ["vit-tiny", "cvt-tiny", "swin-tiny", "pvt-tiny"]
 

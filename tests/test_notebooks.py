@@ -42,9 +42,9 @@ def test_setup_cell_installs_cvt_edu_from_the_repository_and_picks_the_device(pa
     assert first["cell_type"] == "code", "the first cell is the setup cell"
     setup = code_cells(path)[0]
     assert f'REPO_URL = "{url}"' in setup
-    from cvt_edu.quiz import REPO_URL
+    from cvt_edu.course.quiz import REPO_URL
 
-    assert REPO_URL == url, "cvt_edu.quiz fetches quizzes for Colab from the same repository"
+    assert REPO_URL == url, "cvt_edu.course.quiz fetches quizzes for Colab from the same repository"
     assert 'find_spec("cvt_edu") is None' in setup and "git+{REPO_URL}" in setup
     assert "DEVICE = pick_device()" in setup and "QUICK = quick_mode()" in setup
 
@@ -60,7 +60,7 @@ def test_notebooks_are_committed_with_the_outputs_of_a_full_run(path):
 
 @pytest.mark.parametrize("path", PT + ES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_chapter_has_goals_exercises_with_hidden_solutions_and_a_quiz(path):
-    from cvt_edu.quiz import load_quiz
+    from cvt_edu.course.quiz import load_quiz
 
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert nb["metadata"]["cvt_edu"]["lang"] == path.parent.name
@@ -76,7 +76,7 @@ def test_quiz_interface_is_in_the_chapters_language(lang, monkeypatch):
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from cvt_edu.quiz import show_quiz
+    from cvt_edu.course.quiz import show_quiz
 
     InteractiveShell.instance()
     monkeypatch.chdir(ROOT / "notebooks" / lang)

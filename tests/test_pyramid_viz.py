@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cvt_edu.i18n import t
+from cvt_edu.course.i18n import t
 from cvt_edu.models import build_model
-from cvt_edu.pyramid_viz import pca_rgb, plot_spatial_reduction, plot_token_maps, reduce_image
+from cvt_edu.viz.pyramid import pca_rgb, plot_spatial_reduction, plot_token_maps, reduce_image
 
 matplotlib.use("Agg")
 

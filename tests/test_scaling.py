@@ -8,9 +8,9 @@ import matplotlib
 import pytest
 import torch
 
-from cvt_edu.cost import attention_macs, measured_macs
-from cvt_edu.i18n import STRINGS, t
-from cvt_edu.scaling import (
+from cvt_edu.cost.flops import measured_macs
+from cvt_edu.cost.formulas import attention_macs
+from cvt_edu.cost.sweep import (
     MEMORY_FLOOR_MIB,
     SWEEP_MODELS,
     AttentionLayer,
@@ -19,16 +19,17 @@ from cvt_edu.scaling import (
     formula_table,
     growth_exponents,
     load_or_run_sweep,
-    plot_attention_cost,
     measure_point,
+    plot_attention_cost,
     plot_sweep,
     resolution_sweep,
     sweep_attention_macs,
-    sweep_tokens,
     sweep_table,
+    sweep_tokens,
     swin_window_size,
     write_sweep,
 )
+from cvt_edu.course.i18n import STRINGS, t
 
 matplotlib.use("Agg")
 

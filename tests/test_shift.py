@@ -7,9 +7,7 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from cvt_edu.models import build_model
-from cvt_edu.data import ImageTensors
-from cvt_edu.shift import (
+from cvt_edu.lab.shift import (
     equivariance_errors,
     plot_equivariance,
     plot_error_maps,
@@ -22,6 +20,7 @@ from cvt_edu.shift import (
     shuffle_patches,
     token_maps,
 )
+from cvt_edu.models import build_model
 
 
 def test_shift_moves_content_down_and_right():

@@ -11,12 +11,13 @@ from safetensors.torch import load_file
 from timm.models import swin_transformer as timm_swin
 
 from cvt_edu.attention import MultiHeadAttention, attention_maps
-from cvt_edu.cost import count_flops, count_params
+from cvt_edu.cost.flops import count_flops, count_params
 from cvt_edu.models import arch_of, build_model, model_config
-from cvt_edu.pretrained_swin_pvt import pvt_from_hf, swin_from_hf
+from cvt_edu.pretrained.swin_pvt import pvt_from_hf, swin_from_hf
 from cvt_edu.pvt import SpatialReductionAttention
-from cvt_edu.swin import (
-    PatchMerging,
+from cvt_edu.swin import PatchMerging
+from cvt_edu.train.loop import TrainConfig, fit
+from cvt_edu.windows import (
     cyclic_shift,
     relative_position_index,
     reverse_cyclic_shift,
@@ -25,7 +26,6 @@ from cvt_edu.swin import (
     window_partition,
     window_reverse,
 )
-from cvt_edu.train import TrainConfig, fit
 
 TINY = ["swin-tiny", "pvt-tiny"]
 
@@ -263,7 +263,7 @@ def test_a_short_run_on_real_cifar10_learns_well_above_chance(name, cifar_mini):
 
 @pytest.mark.parametrize("kind", ["swin", "pvt"])
 def test_load_pretrained_reads_swin_and_pvt_folders(tmp_path, kind):
-    from cvt_edu.pretrained import load_pretrained
+    from cvt_edu.pretrained.load import load_pretrained
 
     if kind == "swin":
         config = transformers.SwinConfig(

@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 
-import cvt_edu.train as train_module
-from cvt_edu.checkpoint import atomic_path, load_checkpoint
+import cvt_edu.train.loop as train_module
 from cvt_edu.models import build_model
-from cvt_edu.train import TrainConfig, evaluate, fit, make_scheduler, pick_device
+from cvt_edu.train.checkpoint import atomic_path, load_checkpoint
+from cvt_edu.train.env import pick_device
+from cvt_edu.train.loop import TrainConfig, evaluate, fit, make_scheduler
 
 
 def test_a_short_run_on_real_cifar10_learns_well_above_chance(cifar_mini, tmp_path):

@@ -8,13 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-import cvt_edu.transfer as transfer
+import cvt_edu.lab.transfer as transfer
 from cvt_edu import save_pretrained
-from cvt_edu.checkpoint import load_checkpoint
-from cvt_edu.data import eval_transform
-from cvt_edu.models import build_model
-from cvt_edu.train import TrainConfig
-from cvt_edu.transfer import (
+from cvt_edu.lab.transfer import (
     ImageNetInput,
     finetune,
     imagenet_batch,
@@ -25,6 +21,10 @@ from cvt_edu.transfer import (
     show_predictions,
     top_k,
 )
+from cvt_edu.models import build_model
+from cvt_edu.train.checkpoint import load_checkpoint
+from cvt_edu.train.data import eval_transform
+from cvt_edu.train.loop import TrainConfig
 
 
 def test_imagenet_classes_are_the_1000_in_label_order():

@@ -9,16 +9,8 @@ import torch
 from torch import nn
 
 from cvt_edu.models import build_model
-from cvt_edu.viz_embedding import (
-    compose_embeddings,
-    cvt_embeddings,
-    pca_rgb,
-    plot_receptive_fields,
-    plot_token_maps,
-    stage_summary,
-    stage_table,
-    token_window,
-)
+from cvt_edu.patching import compose_embeddings, token_window
+from cvt_edu.viz.embedding import cvt_embeddings, pca_rgb, plot_receptive_fields, plot_token_maps, stage_summary, stage_table
 
 
 def support_of_token(layers, size, i, j):

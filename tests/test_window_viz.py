@@ -5,9 +5,8 @@ import pytest
 import torch
 from einops import rearrange
 
-from cvt_edu.i18n import t
-from cvt_edu.swin import cyclic_shift, relative_position_index, shifted_window_mask, window_partition
-from cvt_edu.window_viz import (
+from cvt_edu.course.i18n import t
+from cvt_edu.viz.windows import (
     image_as_map,
     merging_order,
     plot_cyclic_shift,
@@ -17,8 +16,8 @@ from cvt_edu.window_viz import (
     plot_shifts,
     plot_window_partition,
     shift_widget,
-    shifted_window_labels,
 )
+from cvt_edu.windows import cyclic_shift, relative_position_index, shifted_window_labels, shifted_window_mask, window_partition
 
 matplotlib.use("Agg")
 

@@ -13,26 +13,15 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from .checkpoint import atomic_path, write_json
-from .cost import count_flops
-from .data import ImageTensors, load_split
-from .models import build_model
-from .plots import plot_comparison, plot_curves
-from .train import METRICS, TrainConfig, fit, quick_mode, seed_everything
+from ..cost.flops import count_flops
+from ..models import build_model
+from ..train.checkpoint import atomic_path, write_json
+from ..train.data import ImageTensors
+from ..train.env import quick_mode, seed_everything
+from ..train.loop import METRICS, TrainConfig, fit
+from ..viz.plots import plot_comparison, plot_curves, save_figure
 
-__all__ = ["load_data", "train_model", "compare", "comparison_table", "data_fraction_study"]
-
-
-def load_data(path: str | os.PathLike | None = None) -> tuple[ImageTensors, ImageTensors]:
-    """The train and test splits (see :func:`cvt_edu.data.load_split` for ``path``)."""
-    return load_split("train", path), load_split("test", path)
-
-
-def save_figure(fig: plt.Figure, path: Path) -> None:
-    """Save a figure as PNG, atomically, and close it."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+__all__ = ["train_model", "compare", "comparison_table", "data_fraction_study"]
 
 
 def train_model(

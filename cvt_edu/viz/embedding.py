@@ -20,14 +20,11 @@ import matplotlib
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
-from torch import nn
 
-from .cvt import CvT
-from .patching import conv_output_size
+from ..cvt import CvT
+from ..patching import compose_embeddings, conv_output_size, token_window
 
 __all__ = [
-    "token_window",
-    "compose_embeddings",
     "cvt_embeddings",
     "stage_summary",
     "stage_table",
@@ -35,56 +32,6 @@ __all__ = [
     "plot_receptive_fields",
     "plot_token_maps",
 ]
-
-
-def token_window(index: int, kernel_size: int, stride: int, padding: int) -> tuple[int, int]:
-    """The pixels, along one axis, that the embedding convolution reads for token ``index``.
-
-    Token i reads input positions [i * stride - padding, i * stride - padding + kernel_size);
-    positions below 0 or past the image are zero padding.
-
-    Args:
-        index: i, the token's row or column in the token map (0-based).
-        kernel_size, stride, padding: s, s - o and p of the convolution (CvT, Sec. 3.1).
-
-    Returns:
-        (start, stop), a half-open range of input positions; it may reach into the padding.
-
-    Raises:
-        ValueError: for a negative index or padding, or a kernel or stride below 1.
-    """
-    if index < 0 or padding < 0 or kernel_size < 1 or stride < 1:
-        raise ValueError(
-            f"need index >= 0, kernel_size >= 1, stride >= 1, padding >= 0; got index={index}, "
-            f"kernel_size={kernel_size}, stride={stride}, padding={padding}"
-        )
-    start = index * stride - padding
-    return start, start + kernel_size
-
-
-def compose_embeddings(layers: Sequence[tuple[int, int, int]]) -> tuple[int, int, int]:
-    """One (kernel, stride, padding) equivalent, in pixels, to a stack of convolutions.
-
-    For convolutions (k_1, s_1, p_1), (k_2, s_2, p_2), ... applied one after the other, a token of
-    the last map reads a window of k = k_1 + sum_i (k_i - 1) s_1 ... s_{i-1} pixels, neighbouring
-    tokens are s = s_1 s_2 ... pixels apart, and the window starts p = p_1 + sum_i p_i s_1 ... s_{i-1}
-    pixels before i * s (so :func:`token_window` applies to the result).
-
-    Args:
-        layers: (kernel_size, stride, padding) of each convolution, first one first.
-
-    Returns:
-        (kernel_size, stride, padding) in input pixels.
-
-    Raises:
-        ValueError: for an empty list.
-    """
-    if not layers:
-        raise ValueError("need at least one (kernel_size, stride, padding) layer")
-    k, s, p = layers[0]
-    for k_i, s_i, p_i in layers[1:]:
-        k, p, s = k + (k_i - 1) * s, p + p_i * s, s * s_i
-    return k, s, p
 
 
 def cvt_embeddings(model: CvT) -> list[tuple[int, int, int]]:

@@ -1,49 +1,12 @@
-"""What a model costs: parameters and FLOPs.
+"""Closed-form cost of one attention layer: the formulas the chapters derive, checked against measured FLOPs.
 
-FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``, which counts the
-matrix products and convolutions (a multiply-add counts as 2 FLOPs) and ignores
-element-wise work (normalisation, activations, softmax). ``macs`` is FLOPs / 2, the
-unit papers usually call "FLOPs" (CvT-13: 4.5 G multiply-adds at 224x224).
+MSA (ViT), W-MSA (Swin), SRA (PVT) and CvT's squeezed convolutional projection, counted in
+multiply-adds (MACs) on an h x w token map of width C.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
-
-from .attention import keep_attention
-
-__all__ = ["count_params", "count_flops", "attention_macs", "measured_macs"]
-
-
-def count_params(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of parameters (trainable only by default)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-@torch.no_grad()
-def count_flops(model: nn.Module, input_size: tuple[int, int, int, int] = (1, 3, 32, 32)) -> dict[str, int]:
-    """FLOPs of one forward pass at ``input_size`` (B, C, H, W), in eval mode.
-
-    Attention runs through its explicit path (Q K^T and the weighted sum as matrix
-    products) so that every kernel it uses is counted.
-
-    Returns:
-        ``{"flops": ..., "macs": ...}`` for the whole batch.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    counter = FlopCounterMode(display=False)
-    try:
-        with keep_attention(model), counter:
-            model(torch.zeros(input_size, device=device))
-    finally:
-        model.train(was_training)
-    flops = counter.get_total_flops()
-    return {"flops": int(flops), "macs": int(flops // 2)}
-
+__all__ = ["attention_macs", "attention_terms"]
 
 def attention_macs(
     kind: str,
@@ -72,12 +35,12 @@ def attention_macs(
 
     These are exactly what :func:`measured_macs` counts on the real layers (ViT's ``qkv`` +
     ``attn``, Swin's ``WindowAttention``, PVT's ``SpatialReductionAttention``, CvT's ``qkv`` +
-    ``attn``; checked in ``tests/test_scaling.py`` with :func:`cvt_edu.scaling.check_attention_formula`):
+    ``attn``; checked in ``tests/test_scaling.py`` with :func:`cvt_edu.cost.sweep.check_attention_formula`):
     ``FlopCounterMode`` does not count biases, BatchNorm, the relative position bias or the
     shifted-window mask either (all element-wise), so SW-MSA costs the same as W-MSA. Three
     things the formulas leave to the caller: a [CLS] token is not counted (ViT's layers see
     hw + 1 tokens); for ``"w-msa"`` pass the window the block really uses, which is the whole
-    map when the map is not larger than M (:func:`cvt_edu.swin.window_and_shift`); and maps that
+    map when the map is not larger than M (:func:`cvt_edu.windows.window_and_shift`); and maps that
     M, R or s do not divide are refused rather than padded or rounded.
 
     Args:
@@ -120,9 +83,32 @@ def attention_macs(
     raise ValueError(f"unknown attention kind {kind!r}; expected 'msa', 'w-msa', 'sra' or 'cvt'")
 
 
-def measured_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
-    """Multiply-adds of ``module(*inputs)`` as counted by ``FlopCounterMode`` (FLOPs / 2), attention on its explicit path."""
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), keep_attention(module), counter:
-        module(*inputs)
-    return int(counter.get_total_flops() // 2)
+def attention_terms(kind: str, h: int, w: int, dim: int, *, stride_kv: int = 1, kernel_size: int = 3) -> dict[str, int]:
+    """The multiply-adds of one attention layer split into its three parts.
+
+    ``"msa"`` (linear projection, ViT) and ``"cvt"`` (convolutional projection with K/V stride
+    s; Sec. 3.2-3.3), on an h x w token map of width C, no [CLS] token:
+
+    - ``"conv"``: the depthwise convolutions, k^2 hw C (1 + 2/s^2) (0 for ``"msa"``);
+    - ``"linear"``: W^Q and W^O on hw tokens, W^K and W^V on hw/s^2 tokens: 2hwC^2 + 2hwC^2/s^2;
+    - ``"attention"``: Q K^T and the weighted sum of V, 2 (hw)(hw/s^2) C.
+
+    They add up to :func:`cvt_edu.cost.formulas.attention_macs` of the same layer.
+
+    Raises:
+        ValueError: for another kind, or a stride that does not divide the map.
+    """
+    if kind not in ("msa", "cvt"):
+        raise ValueError(f"attention_terms knows 'msa' and 'cvt', got {kind!r}")
+    s = 1 if kind == "msa" else stride_kv
+    if h % s or w % s:
+        raise ValueError(f"stride_kv={s} does not divide the {h}x{w} token map")
+    n, n_kv, c = h * w, h * w // (s * s), dim
+    terms = {
+        "conv": 0 if kind == "msa" else kernel_size * kernel_size * c * (n + 2 * n_kv),
+        "linear": 2 * n * c * c + 2 * n_kv * c * c,
+        "attention": 2 * n * n_kv * c,
+    }
+    expected = attention_macs(kind, h, w, dim, **({} if kind == "msa" else dict(stride_kv=s, kernel_size=kernel_size)))
+    assert sum(terms.values()) == expected, (terms, expected)
+    return terms

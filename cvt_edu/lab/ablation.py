@@ -26,18 +26,18 @@ import matplotlib
 import matplotlib.pyplot as plt
 import torch
 
-from .checkpoint import write_json
-from .cost import attention_macs, count_flops
-from .cvt import CvTConfig
-from .data import ImageTensors
-from .models import config_to_dict, model_config, model_from_config
-from .train import METRICS, TrainConfig, fit, quick_mode, seed_everything
+from ..cost.flops import count_flops
+from ..cvt import CvTConfig
+from ..models import config_to_dict, model_config, model_from_config
+from ..train.checkpoint import write_json
+from ..train.data import ImageTensors
+from ..train.env import quick_mode, seed_everything
+from ..train.loop import METRICS, TrainConfig, fit
+from .stats import accuracy_stderr
 
 __all__ = [
     "variant_config",
     "train_config_model",
-    "accuracy_stderr",
-    "attention_terms",
     "ablation_table",
     "plot_ablation",
     "plot_cost_curves",
@@ -76,9 +76,9 @@ def train_config_model(
     name: str | None = None,
     quick: bool | None = None,
 ) -> dict[str, Any]:
-    """Build a model from a config, train it with :func:`~cvt_edu.train.fit`, and write ``metrics.json``.
+    """Build a model from a config, train it with :func:`~cvt_edu.train.loop.fit`, and write ``metrics.json``.
 
-    The counterpart of :func:`cvt_edu.experiment.train_model` for a config that is not in the
+    The counterpart of :func:`cvt_edu.lab.compare.train_model` for a config that is not in the
     registry. The model is built *after* seeding, so its initial weights depend only on
     ``cfg.seed`` and the config; the classifier gets one output per class of the data. An
     interrupted or finished run in ``out_dir`` is resumed rather than started again.
@@ -93,7 +93,7 @@ def train_config_model(
         quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
 
     Returns:
-        The metrics of :func:`~cvt_edu.train.fit`, plus ``flops`` and ``macs`` of one image, ``arch``,
+        The metrics of :func:`~cvt_edu.train.loop.fit`, plus ``flops`` and ``macs`` of one image, ``arch``,
         ``model_config`` (the config as a dict) and ``quick``.
 
     Raises:
@@ -111,50 +111,6 @@ def train_config_model(
     metrics.update(arch=arch, model_config=config_to_dict(model.config), quick=quick_mode(quick))
     write_json(out / METRICS, metrics)
     return metrics
-
-
-def accuracy_stderr(accuracy: float, n: int) -> float:
-    """Standard error of an accuracy measured on ``n`` test images: sqrt(a (1 - a) / n) (binomial).
-
-    Two accuracies that differ by less than about two of these are not told apart by the test set.
-
-    Raises:
-        ValueError: for an accuracy outside [0, 1] or n < 1.
-    """
-    if not 0 <= accuracy <= 1 or n < 1:
-        raise ValueError(f"need 0 <= accuracy <= 1 and n >= 1, got accuracy={accuracy}, n={n}")
-    return math.sqrt(accuracy * (1 - accuracy) / n)
-
-
-def attention_terms(kind: str, h: int, w: int, dim: int, *, stride_kv: int = 1, kernel_size: int = 3) -> dict[str, int]:
-    """The multiply-adds of one attention layer split into its three parts.
-
-    ``"msa"`` (linear projection, ViT) and ``"cvt"`` (convolutional projection with K/V stride
-    s; Sec. 3.2-3.3), on an h x w token map of width C, no [CLS] token:
-
-    - ``"conv"``: the depthwise convolutions, k^2 hw C (1 + 2/s^2) (0 for ``"msa"``);
-    - ``"linear"``: W^Q and W^O on hw tokens, W^K and W^V on hw/s^2 tokens: 2hwC^2 + 2hwC^2/s^2;
-    - ``"attention"``: Q K^T and the weighted sum of V, 2 (hw)(hw/s^2) C.
-
-    They add up to :func:`cvt_edu.cost.attention_macs` of the same layer.
-
-    Raises:
-        ValueError: for another kind, or a stride that does not divide the map.
-    """
-    if kind not in ("msa", "cvt"):
-        raise ValueError(f"attention_terms knows 'msa' and 'cvt', got {kind!r}")
-    s = 1 if kind == "msa" else stride_kv
-    if h % s or w % s:
-        raise ValueError(f"stride_kv={s} does not divide the {h}x{w} token map")
-    n, n_kv, c = h * w, h * w // (s * s), dim
-    terms = {
-        "conv": 0 if kind == "msa" else kernel_size * kernel_size * c * (n + 2 * n_kv),
-        "linear": 2 * n * c * c + 2 * n_kv * c * c,
-        "attention": 2 * n * n_kv * c,
-    }
-    expected = attention_macs(kind, h, w, dim, **({} if kind == "msa" else dict(stride_kv=s, kernel_size=kernel_size)))
-    assert sum(terms.values()) == expected, (terms, expected)
-    return terms
 
 
 def ablation_table(results: Mapping[str, Mapping[str, Any]]) -> str:
@@ -224,7 +180,7 @@ def plot_cost_curves(
 
     Args:
         sides: the map sides h = w.
-        curves: label -> multiply-adds for each side (e.g. from :func:`cvt_edu.cost.attention_macs`).
+        curves: label -> multiply-adds for each side (e.g. from :func:`cvt_edu.cost.formulas.attention_macs`).
     """
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for i, (label, values) in enumerate(curves.items()):

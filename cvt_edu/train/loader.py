@@ -3,7 +3,7 @@ path), or from a copy of the whole data set held on the training device (the fas
 
 CIFAR-10 is small (50,000 x 3 x 32 x 32 uint8 = 146 MiB), so the fast path copies it to the
 GPU once and, for every batch, gathers the images by index and augments them there in one
-batched call (:class:`cvt_edu.augment.BatchAugment`): no worker processes, no per-image
+batched call (:class:`cvt_edu.train.augment.BatchAugment`): no worker processes, no per-image
 Python, no images copied from the host per step.
 """
 
@@ -28,7 +28,7 @@ class DeviceLoader:
         data: uint8 images (N, C, H, W) and labels (N,).
         batch_size: images per batch.
         device: where the copy of the data set lives and the augmentation runs.
-        policy: augmentation policy (see :mod:`cvt_edu.augment`).
+        policy: augmentation policy (see :mod:`cvt_edu.train.augment`).
         drop_last: drop the last, smaller batch.
         seed: seeds the order of the images (re-seed per epoch with ``generator.manual_seed``).
 

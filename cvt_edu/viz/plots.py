@@ -2,23 +2,24 @@
 
 Every function returns the ``matplotlib`` figure, so a notebook shows it and a script saves it.
 Labels are in ``lang`` ("pt", "es" or "en"); ``None`` means the notebook's language
-(:func:`cvt_edu.quiz.notebook_language`).
+(:func:`cvt_edu.course.quiz.notebook_language`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import torch
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from .i18n import t
+from ..course.i18n import t
+from ..train.checkpoint import atomic_path
 
-__all__ = ["image_grid", "show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified", "plot_data_fraction"]
+__all__ = ["image_grid", "show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified", "plot_data_fraction", "save_figure"]
 
 
 def show_images(
@@ -144,7 +145,7 @@ def show_misclassified(
     """A grid of ``n`` images, drawn at random (fixed seed), whose prediction is wrong.
 
     Args:
-        images: uint8 images (N, 3, H, W), as in :class:`cvt_edu.data.ImageTensors`.
+        images: uint8 images (N, 3, H, W), as in :class:`cvt_edu.train.data.ImageTensors`.
         labels, predictions: int tensors (N,).
         classes: class names.
         n: how many to show.
@@ -161,7 +162,7 @@ def plot_data_fraction(
 
     Args:
         accuracy: model name -> {fraction in (0, 1]: test accuracy in 0..1}, as returned by
-            :func:`cvt_edu.experiment.data_fraction_study`.
+            :func:`cvt_edu.lab.compare.data_fraction_study`.
         n_train: the number of training images that fraction 1 means (for the top axis label).
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -176,3 +177,10 @@ def plot_data_fraction(
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Save a figure as PNG, atomically, and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)

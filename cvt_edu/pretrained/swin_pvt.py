@@ -5,7 +5,7 @@
 one (for example ``Xrenya/pvt-tiny-224``): the ``config.json`` as a dict and the state dict
 (from ``model.safetensors`` or ``model.state_dict()``). Each builds the matching
 :class:`~cvt_edu.swin.Swin` / :class:`~cvt_edu.pvt.PVT` and renames every weight with an
-explicit table of rules (:mod:`cvt_edu.renaming`: :data:`SWIN_KEYS`, :data:`PVT_KEYS`), then
+explicit table of rules (:mod:`cvt_edu.pretrained.renaming`: :data:`SWIN_KEYS`, :data:`PVT_KEYS`), then
 loads them with ``strict=True``, so that a weight left over or missing is an error, never a
 silent random layer.
 
@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
-from .pvt import PVT, PVTConfig
+from ..pvt import PVT, PVTConfig
+from ..swin import Swin, SwinConfig
+from ..windows import relative_position_index
 from .renaming import Rule, module_rules, rename_state_dict
-from .swin import Swin, SwinConfig, relative_position_index
 
 __all__ = ["swin_from_hf", "pvt_from_hf", "swin_config_from_hf", "pvt_config_from_hf", "SWIN_KEYS", "PVT_KEYS"]
 
@@ -184,7 +185,7 @@ def swin_from_hf(config_dict: Mapping[str, Any], state_dict: Mapping[str, torch.
     Raises:
         KeyError: for a checkpoint without a classifier.
         ValueError: for weights with no counterpart, unsupported settings, or a stored relative
-            position index that differs from :func:`~cvt_edu.swin.relative_position_index`.
+            position index that differs from :func:`~cvt_edu.windows.relative_position_index`.
         RuntimeError: from ``load_state_dict(strict=True)`` on missing weights or shape mismatches.
     """
     config = swin_config_from_hf(config_dict, _num_classes(state_dict))

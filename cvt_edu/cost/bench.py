@@ -67,7 +67,7 @@ def _build(impl: str, cfg: BenchConfig) -> tuple[Callable[[torch.Tensor], torch.
     """The model of ``impl`` ("cvt_edu" or "transformers") with the shared weights, and its images -> logits function."""
     from transformers import CvtForImageClassification
 
-    from .pretrained import model_from_hf
+    from ..pretrained.load import model_from_hf
 
     torch.manual_seed(cfg.seed)
     hf = CvtForImageClassification(hf_cvt_config(cfg.model))
@@ -185,7 +185,7 @@ def main(cfg: BenchConfig, json_out: str | None = None) -> str:
     rows = run_bench(cfg)
     table = format_table(rows, cfg)
     if json_out:
-        from .checkpoint import write_json
+        from ..train.checkpoint import write_json
 
         write_json(json_out, {"config": asdict(cfg), "rows": rows})
     return table

@@ -1,7 +1,7 @@
 """The few words the package writes into figures, in the chapter's language.
 
 Code cells are the same in both languages, so a notebook never spells out a label: it asks
-:func:`t` for it, and the language comes from :func:`cvt_edu.quiz.notebook_language`.
+:func:`t` for it, and the language comes from :func:`cvt_edu.course.quiz.notebook_language`.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Two questions, two tools:
 
 - *Are the cost formulas right?* :func:`check_attention_formula` builds one real attention layer
   of a course model (ViT's MSA, Swin's W-MSA, PVT's SRA, CvT's squeezed convolutional
-  projection), counts its multiply-adds with :func:`cvt_edu.cost.measured_macs` and compares
-  them with :func:`cvt_edu.cost.attention_macs` (Swin paper, Eq. 1-2; PVT, Sec. 3.3; CvT, Sec. 3.3).
+  projection), counts its multiply-adds with :func:`cvt_edu.cost.flops.measured_macs` and compares
+  them with :func:`cvt_edu.cost.formulas.attention_macs` (Swin paper, Eq. 1-2; PVT, Sec. 3.3; CvT, Sec. 3.3).
 - *What does it cost on this machine?* :func:`resolution_sweep` builds ViT, CvT, Swin and PVT
   at comparable width (:data:`SWEEP_MODELS`) for each image size, and measures the time and peak
   memory of a forward pass, going up in resolution until a model runs out of memory or time.
@@ -23,7 +23,7 @@ point that runs out of memory or time can be stopped without harming the caller:
   told to return freed blocks of 64 KiB or more at once (``mallopt``), so the resident set follows
   the live tensors; small blocks and allocator bookkeeping still count. Where there is no
   ``/proc`` (macOS), ``ru_maxrss`` growth is used, warm-up pass included;
-- FLOPs: :func:`cvt_edu.cost.count_flops` on a copy of the model on the ``meta`` device (shapes
+- FLOPs: :func:`cvt_edu.cost.flops.count_flops` on a copy of the model on the ``meta`` device (shapes
   only: no time, no memory);
 - "OOM": the point needed more than ``memory_limit_mib`` (on the CPU an address-space limit,
   ``RLIMIT_AS``, makes the allocation fail; on CUDA ``set_per_process_memory_fraction``), or the
@@ -60,13 +60,15 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .attention import keep_attention
-from .cost import attention_macs, count_flops, count_params, measured_macs
-from .cvt import CvT, CvTBlock, CvTConfig, CvTStageConfig
-from .i18n import t
-from .pvt import PVT, PVTConfig, SpatialReductionAttention
-from .swin import Swin, SwinConfig, WindowAttention, window_and_shift
-from .vit import ViT, ViTBlock, ViTConfig
+from ..attention import keep_attention
+from ..course.i18n import t
+from ..cvt import CvT, CvTBlock, CvTConfig, CvTStageConfig
+from ..pvt import PVT, PVTConfig, SpatialReductionAttention
+from ..swin import Swin, SwinConfig, WindowAttention
+from ..vit import ViT, ViTBlock, ViTConfig
+from ..windows import window_and_shift
+from .flops import count_flops, count_params, measured_macs
+from .formulas import attention_macs
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -122,7 +124,7 @@ class AttentionLayer(nn.Module):
       linear maps) and ``attn``, keys and values with stride ``stride_kv``, no [CLS] token.
 
     Norms, MLPs and residuals of the blocks are left out: this is the layer the formulas of
-    :func:`cvt_edu.cost.attention_macs` describe.
+    :func:`cvt_edu.cost.formulas.attention_macs` describe.
 
     Args:
         kind: one of :data:`ATTENTION_KINDS`.
@@ -199,8 +201,8 @@ def check_attention_formula(
     """Multiply-adds of one attention layer on an h x w token map: the formula and the measurement.
 
     Builds the real layer (:class:`AttentionLayer`), runs it on one (1, h, w, C) map under
-    ``FlopCounterMode`` (:func:`cvt_edu.cost.measured_macs`) and evaluates
-    :func:`cvt_edu.cost.attention_macs` with the same parameters. The layer runs on the ``meta``
+    ``FlopCounterMode`` (:func:`cvt_edu.cost.flops.measured_macs`) and evaluates
+    :func:`cvt_edu.cost.formulas.attention_macs` with the same parameters. The layer runs on the ``meta``
     device: every operation is dispatched and counted with its real shapes, but nothing is
     computed, so large maps cost no time or memory.
 
@@ -215,7 +217,7 @@ def check_attention_formula(
         "measured": MACs, "ratio": measured / formula}``.
 
     Raises:
-        ValueError: from :func:`cvt_edu.cost.attention_macs` (unknown kind, missing parameter,
+        ValueError: from :func:`cvt_edu.cost.formulas.attention_macs` (unknown kind, missing parameter,
             a map size M, R or s does not divide).
     """
     formula = attention_macs(kind, h, w, dim, window_size=window_size, sr_ratio=sr_ratio, stride_kv=stride_kv,
@@ -287,7 +289,7 @@ def swin_window_size(resolution: int) -> int:
     """The window M the sweep's Swin uses at ``resolution``: 7 (Swin-T's) when it fits every stage, else the nearest that does.
 
     Our Swin does not pad, so M must divide every stage's token map (r/4, r/8, r/16), except
-    where a map is not larger than M and becomes one window (:func:`cvt_edu.swin.window_and_shift`).
+    where a map is not larger than M and becomes one window (:func:`cvt_edu.windows.window_and_shift`).
     The candidates are tried in the order of :data:`SWIN_WINDOWS`: 7, 8, 6, 5, 4, 3, 2; for
     example 224 -> 7 (maps 56, 28, 14) and 384 -> 8 (maps 96, 48, 24).
 
@@ -376,7 +378,7 @@ def sweep_tokens(name: str, resolution: int, **overrides: Any) -> int:
 
 
 def sweep_attention_macs(name: str, resolution: int, **overrides: Any) -> int:
-    """The formula's multiply-adds of one stage-1 attention layer of a sweep model (:func:`cvt_edu.cost.attention_macs`).
+    """The formula's multiply-adds of one stage-1 attention layer of a sweep model (:func:`cvt_edu.cost.formulas.attention_macs`).
 
     The first token map is (r/4) x (r/4) with C = 64 for all four models (unless overridden);
     ViT's [CLS] token is not counted. Kinds: ViT ``"msa"``, CvT ``"cvt"`` (s = 2), Swin
@@ -669,7 +671,7 @@ def resolution_sweep(
         One dict per point measured, in order (model, resolution): ``model``, ``resolution``,
         ``tokens`` (N of the first token map, (r/4)^2 unless overridden, :func:`sweep_tokens`), ``status`` (``"ok"``, ``"OOM"``,
         ``"timeout"`` or ``"error"``), ``ms`` (median ms per forward pass, ``None`` if not measured),
-        ``peak_mib``, ``flops`` and ``macs`` (whole batch, :func:`cvt_edu.cost.count_flops`),
+        ``peak_mib``, ``flops`` and ``macs`` (whole batch, :func:`cvt_edu.cost.flops.count_flops`),
         ``attention_macs`` (one stage-1 attention layer, by the formula, one image), ``params``,
         ``batch_size``, ``device``, ``window_size`` (Swin) and ``error`` when there was one.
 
@@ -836,8 +838,8 @@ def write_sweep(
     Returns:
         ``{"md": path, "json": path, "png": path}``.
     """
-    from .checkpoint import atomic_path, write_json
-    from .experiment import save_figure
+    from ..viz.plots import save_figure
+    from ..train.checkpoint import atomic_path, write_json
 
     out = Path(out_dir)
     paths = {"md": out / "cost.md", "json": out / "cost.json", "png": out / "cost.png"}

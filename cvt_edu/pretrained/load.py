@@ -8,7 +8,7 @@ gets two small, explicit pieces:
    :class:`~cvt_edu.vit.ViTConfig` or :class:`~cvt_edu.cvt.CvTConfig`;
 2. a *key mapping*: a table of rules that pairs every outside tensor name with the ``cvt_edu``
    name of the same tensor (:data:`HF_CVT_KEYS`, :data:`HF_VIT_KEYS`, :data:`TORCHVISION_VIT_KEYS`;
-   applied by :func:`cvt_edu.renaming.rename_state_dict`, as Swin's and PVT's are).
+   applied by :func:`cvt_edu.pretrained.renaming.rename_state_dict`, as Swin's and PVT's are).
 
 The weights are then loaded with ``strict=True``, so a tensor left out or left over is an error.
 
@@ -29,11 +29,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import load_checkpoint
-from .cvt import CvT, CvTConfig, CvTStageConfig
-from .pretrained_swin_pvt import _side, pvt_from_hf, swin_from_hf
+from ..cvt import CvT, CvTConfig, CvTStageConfig
+from ..train.checkpoint import load_checkpoint
+from ..vit import ViT, ViTConfig
 from .renaming import Rule, module_rules, rename_state_dict
-from .vit import ViT, ViTConfig
+from .swin_pvt import _side, pvt_from_hf, swin_from_hf
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
@@ -306,7 +306,7 @@ _HF_CVT_BLOCK = {
 }
 
 
-# ``CvtForImageClassification`` names -> :class:`~cvt_edu.cvt.CvT` names (see :mod:`cvt_edu.renaming`).
+# ``CvtForImageClassification`` names -> :class:`~cvt_edu.cvt.CvT` names (see :mod:`cvt_edu.pretrained.renaming`).
 HF_CVT_KEYS: list[Rule] = [
     (r"cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.projection\.", r"stages.\1.embed.proj."),
     (r"cvt\.encoder\.stages\.(\d+)\.embedding\.convolution_embeddings\.normalization\.", r"stages.\1.embed.norm."),
@@ -391,7 +391,7 @@ _HF_VIT_LAYER = {
     "output.dense": "mlp.fc2",
 }
 
-# ``ViTForImageClassification`` names -> :class:`~cvt_edu.vit.ViT` names (see :mod:`cvt_edu.renaming`).
+# ``ViTForImageClassification`` names -> :class:`~cvt_edu.vit.ViT` names (see :mod:`cvt_edu.pretrained.renaming`).
 HF_VIT_KEYS: list[Rule] = [
     (r"vit\.embeddings\.cls_token$", "cls_token"),
     (r"vit\.embeddings\.position_embeddings$", "pos_embed"),
@@ -447,7 +447,7 @@ def torchvision_vit_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torc
 
     Raises:
         ValueError: if a torchvision tensor has no place in the ViT (see
-            :func:`~cvt_edu.renaming.rename_state_dict`).
+            :func:`~cvt_edu.pretrained.renaming.rename_state_dict`).
     """
     unpacked = {}
     for key, tensor in state.items():

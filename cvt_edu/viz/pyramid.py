@@ -7,7 +7,7 @@
   its three main directions of variation shown as colours.
 
 Every function returns the ``matplotlib`` figure; the text is in ``lang`` ("pt", "es" or "en";
-``None``: the notebook's language, :mod:`cvt_edu.i18n`).
+``None``: the notebook's language, :mod:`cvt_edu.course.i18n`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .i18n import t
-from .pvt import SpatialReductionAttention
+from ..course.i18n import t
+from ..pvt import SpatialReductionAttention
 
 __all__ = ["reduce_image", "plot_spatial_reduction", "pca_rgb", "plot_token_maps"]
 

@@ -5,7 +5,7 @@ Attention rollout follows Abnar & Zuidema (ACL 2020); mean attention distance fo
 
 The attention weights come from :func:`cvt_edu.attention.attention_maps`: one tensor per layer,
 shape (B, h, N, N), rows summing to 1, with the [CLS] token first in a ViT. Figure functions
-return the ``matplotlib`` figure and take their text as arguments (see :mod:`cvt_edu.i18n`).
+return the ``matplotlib`` figure and take their text as arguments (see :mod:`cvt_edu.course.i18n`).
 """
 
 from __future__ import annotations

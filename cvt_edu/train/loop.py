@@ -1,12 +1,12 @@
 """Training and evaluation of the course models.
 
 AdamW with linear warmup then cosine decay (stepped every batch), label smoothing,
-augmentation (crop-flip or TrivialAugment, MixUp/CutMix; see :mod:`cvt_edu.augment`),
+augmentation (crop-flip or TrivialAugment, MixUp/CutMix; see :mod:`cvt_edu.train.augment`),
 mixed precision on CUDA (bfloat16 where the GPU supports it, else float16 with a
 gradient scaler), a seeded run, ``tqdm.auto`` progress bars, a per-epoch history, and
 a checkpoint after every epoch from which an interrupted run resumes.
 
-Two paths feed the model (see :mod:`cvt_edu.loader`). The reference path augments image by
+Two paths feed the model (see :mod:`cvt_edu.train.loader`). The reference path augments image by
 image in a ``DataLoader``; it is the default off CUDA. The fast path, the default on CUDA,
 holds the data set on the device as uint8 and augments whole batches there; on CUDA it also
 puts the model in channels-last memory format, uses the fused AdamW kernel and reads no value
@@ -36,17 +36,14 @@ from sklearn.metrics import confusion_matrix
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..cost.flops import count_params
 from .augment import POLICIES, batch_mix, normalize
 from .checkpoint import atomic_path, save_pretrained, write_json
-from .cost import count_params
 from .data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
+from .env import pick_device, quick_mode, seed_everything
 from .loader import DeviceLoader, reference_loader
 
 __all__ = [
-    "QUICK_ENV",
-    "quick_mode",
-    "pick_device",
-    "seed_everything",
     "TrainConfig",
     "make_optimizer",
     "make_scheduler",
@@ -56,34 +53,8 @@ __all__ = [
     "fit",
 ]
 
-QUICK_ENV = "CVT_EDU_QUICK"
 TRAINER_STATE = "trainer_state.pt"
 METRICS = "metrics.json"
-
-
-def quick_mode(flag: bool | None = None) -> bool:
-    """Whether quick mode is on: ``flag`` if given, else ``$CVT_EDU_QUICK`` in (1, true, yes, on)."""
-    if flag is not None:
-        return flag
-    return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """``name`` if given, else the best available device: cuda, then mps, then cpu."""
-    if name:
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and PyTorch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -99,7 +70,7 @@ class TrainConfig:
         warmup_epochs: length of the linear warmup, in epochs (may be fractional).
         label_smoothing: epsilon of the smoothed cross-entropy.
         seed: seeds initialisation, data order and augmentation.
-        augment: ``"crop-flip"`` or ``"trivial"`` (crop-flip then TrivialAugment), see :mod:`cvt_edu.augment`.
+        augment: ``"crop-flip"`` or ``"trivial"`` (crop-flip then TrivialAugment), see :mod:`cvt_edu.train.augment`.
         mixup_alpha, cutmix_alpha: Beta parameters of MixUp and CutMix (0 turns one off; with both on,
             each batch draws one of them).
         num_workers: DataLoader worker processes (reference path only).
@@ -412,7 +383,7 @@ def fit(
 
     Args:
         model: a freshly built course model (see :func:`cvt_edu.models.build_model`).
-        train_data, test_data: uint8 splits from :func:`cvt_edu.data.load_split`; the
+        train_data, test_data: uint8 splits from :func:`cvt_edu.train.data.load_split`; the
             training augmentation and the evaluation transform are applied here.
         cfg: a :class:`TrainConfig`; ``None`` uses the defaults.
         out_dir: where to write the checkpoint and ``metrics.json`` (nothing is written if ``None``).

@@ -2,7 +2,7 @@
 
 ViT (Dosovitskiy et al. 2021, Sec. 3.1) reads an image as N = H*W / P^2 patches of P x P pixels.
 Every figure function returns the ``matplotlib`` figure; the text on it comes in as arguments,
-so a chapter passes it in its own language (see :mod:`cvt_edu.i18n`).
+so a chapter passes it in its own language (see :mod:`cvt_edu.course.i18n`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from .patching import num_patches, patchify
+from ..patching import num_patches, patchify
 
 __all__ = ["patch_canvas", "show_patch_grid", "show_patches", "show_side_by_side", "plot_num_tokens", "patch_size_widget"]
 

@@ -8,7 +8,7 @@ An image (3, H, W) is read as a token map with patches of P x P pixels: token (i
 pixel block [iP, (i+1)P) x [jP, (j+1)P). A window of M tokens is M*P pixels wide.
 
 Every function returns the ``matplotlib`` figure (or an ``ipywidgets`` widget); the text on it
-is in ``lang`` ("pt", "es" or "en"; ``None``: the notebook's language, :mod:`cvt_edu.i18n`).
+is in ``lang`` ("pt", "es" or "en"; ``None``: the notebook's language, :mod:`cvt_edu.course.i18n`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,19 @@ from einops import rearrange
 from matplotlib.colors import ListedColormap
 from torch import nn
 
-from .i18n import t
-from .swin import MASK_VALUE, PatchMerging, cyclic_shift, relative_position_index, shifted_window_mask, window_partition
+from ..course.i18n import t
+from ..swin import PatchMerging
+from ..windows import (
+    MASK_VALUE,
+    cyclic_shift,
+    relative_position_index,
+    shifted_window_labels,
+    shifted_window_mask,
+    window_partition,
+)
 
 __all__ = [
     "image_as_map",
-    "shifted_window_labels",
     "merging_order",
     "plot_window_partition",
     "plot_cyclic_shift",
@@ -46,7 +53,7 @@ def image_as_map(image: torch.Tensor) -> torch.Tensor:
     """One image as a channels-last map of pixels, the layout Swin keeps its token maps in.
 
     Args:
-        image: shape (3, H, W), uint8 (as in :class:`cvt_edu.data.ImageTensors`) or float in [0, 1].
+        image: shape (3, H, W), uint8 (as in :class:`cvt_edu.train.data.ImageTensors`) or float in [0, 1].
 
     Returns:
         float tensor (1, H, W, 3), values in [0, 1].
@@ -67,35 +74,6 @@ def _check_tokens(h: int, w: int, patch_size: int, window_size: int) -> tuple[in
     if th % window_size or tw % window_size:
         raise ValueError(f"window size {window_size} does not divide the {th}x{tw} token map (patches of {patch_size})")
     return th, tw
-
-
-def shifted_window_labels(h: int, w: int, window_size: int, shift_size: int) -> torch.Tensor:
-    """Which shifted window each token of an h x w map belongs to (SW-MSA, Sec. 3.2, Fig. 2).
-
-    The shifted windows are the regular M x M grid moved by (s, s): window borders at
-    rows and columns s, s + M, s + 2M, ...; the tokens above or left of the first border form
-    their own, smaller windows. Numbered row by row from 0.
-
-    After :func:`cvt_edu.swin.cyclic_shift` of this label map, two tokens of one regular window
-    may attend to each other exactly when their labels are equal: that is the mask of
-    :func:`cvt_edu.swin.shifted_window_mask` (checked in the tests).
-
-    Args:
-        h, w: the token map.
-        window_size: M.
-        shift_size: s, 0 <= s < M.
-
-    Returns:
-        int64 tensor (h, w).
-
-    Raises:
-        ValueError: if s is not in [0, M).
-    """
-    if not 0 <= shift_size < window_size:
-        raise ValueError(f"shift_size must be in [0, window_size={window_size}), got {shift_size}")
-    rows = torch.div(torch.arange(h) - shift_size, window_size, rounding_mode="floor") + int(shift_size > 0)
-    cols = torch.div(torch.arange(w) - shift_size, window_size, rounding_mode="floor") + int(shift_size > 0)
-    return rows[:, None] * (int(cols.max()) + 1) + cols[None, :]
 
 
 def merging_order(h: int, w: int) -> torch.Tensor:
@@ -140,7 +118,7 @@ def plot_window_partition(
     """An image cut into non-overlapping windows of M x M tokens, and the windows ``window_partition`` returns.
 
     Left: the image, thin lines between patches, thick lines between windows, each window's
-    number. Right: the output of :func:`cvt_edu.swin.window_partition` on the image's map,
+    number. Right: the output of :func:`cvt_edu.windows.window_partition` on the image's map,
     shape (H/(MP) * W/(MP), MP, MP, 3), one picture per window, in the order of the batch dimension.
 
     Args:
@@ -202,11 +180,11 @@ def plot_cyclic_shift(
 
     Top: the image with the window grid moved by s tokens (yellow); the windows on the
     border are smaller, so there are more windows than before.
-    Bottom: the image rolled up and left by s tokens (:func:`cvt_edu.swin.cyclic_shift`) with the
+    Bottom: the image rolled up and left by s tokens (:func:`cvt_edu.windows.cyclic_shift`) with the
     regular M x M grid (yellow): the same number of windows as without shift. The rows and
     columns that came round from the other side are veiled, and dashed red lines separate tokens
     of one window that belong to different shifted windows (:func:`shifted_window_labels`): the
-    pairs the mask of :func:`cvt_edu.swin.shifted_window_mask` blocks.
+    pairs the mask of :func:`cvt_edu.windows.shifted_window_mask` blocks.
 
     Args:
         image: (3, H, W), uint8 or float in [0, 1].
@@ -283,7 +261,7 @@ MASK_COLOURS = ListedColormap(["#d62728", "#f2f2f2"])  # blocked, allowed
 def plot_shift_mask(
     h: int, w: int, window_size: int, shift_size: int, *, lang: str | None = None, title: str | None = None
 ) -> matplotlib.figure.Figure:
-    """The SW-MSA attention mask of :func:`cvt_edu.swin.shifted_window_mask`, one picture per window.
+    """The SW-MSA attention mask of :func:`cvt_edu.windows.shifted_window_mask`, one picture per window.
 
     Window k's picture is its (M*M, M*M) mask: row = query token, column = key token (row-major
     inside the window), light = may attend (0), red = blocked (-100). Windows are laid out as
@@ -296,7 +274,7 @@ def plot_shift_mask(
         lang, title: language of the text; figure title.
 
     Raises:
-        ValueError: as :func:`cvt_edu.swin.shifted_window_mask`.
+        ValueError: as :func:`cvt_edu.windows.shifted_window_mask`.
     """
     mask = shifted_window_mask(h, w, window_size, shift_size)
     nh, nw = h // window_size, w // window_size
@@ -317,7 +295,7 @@ def plot_shift_mask(
 def plot_relative_position_index(
     window_size: int, query: int | None = None, *, lang: str | None = None, title: str | None = None
 ) -> matplotlib.figure.Figure:
-    """The relative position index of :func:`cvt_edu.swin.relative_position_index` (Sec. 3.2, Eq. 4).
+    """The relative position index of :func:`cvt_edu.windows.relative_position_index` (Sec. 3.2, Eq. 4).
 
     Left: the whole (M*M, M*M) table, the row of token pair (i, j) giving the row of B_hat
     ((2M-1)^2 rows) its bias is read from. Right: the row of one query token, put back on the

@@ -2,7 +2,7 @@
 
 CvT-13 (Wu et al., ICCV 2021, Table 2) was trained on ImageNet-1k at 224x224; its weights are on
 the Hugging Face Hub as ``microsoft/cvt-13`` and load into the course's own CvT through
-:func:`cvt_edu.pretrained.load_pretrained`. Transfer (Sec. 4.3 of the paper fine-tunes on
+:func:`cvt_edu.pretrained.load.load_pretrained`. Transfer (Sec. 4.3 of the paper fine-tunes on
 CIFAR-10, CIFAR-100, Pets and Flowers) means: keep the body, put a new classifier on top for the
 new classes, and train briefly on the new images, shown to the model the way it was trained
 (ImageNet normalisation, a larger size than CIFAR's 32x32).
@@ -27,13 +27,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .checkpoint import save_pretrained, write_json
-from .cost import count_flops
-from .data import ImageTensors, denormalize
-from .models import build_model
-from .plots import image_grid
-from .pretrained import load_pretrained
-from .train import METRICS, TrainConfig, fit, quick_mode, seed_everything
+from ..cost.flops import count_flops
+from ..models import build_model
+from ..pretrained.load import load_pretrained
+from ..train.checkpoint import save_pretrained, write_json
+from ..train.data import ImageTensors, denormalize
+from ..train.env import quick_mode, seed_everything
+from ..train.loop import METRICS, TrainConfig, fit
+from ..viz.plots import image_grid
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -83,7 +84,7 @@ def load_or_random(name_or_path: str | os.PathLike, fallback: str) -> Loaded:
     """Load pretrained weights, or build a randomly initialised model of the same shape when they cannot be had.
 
     Args:
-        name_or_path: what :func:`cvt_edu.pretrained.load_pretrained` accepts, e.g. ``"microsoft/cvt-13"``.
+        name_or_path: what :func:`cvt_edu.pretrained.load.load_pretrained` accepts, e.g. ``"microsoft/cvt-13"``.
         fallback: the registry name of a model with the same architecture, e.g. ``"cvt-13"``.
 
     Returns:
@@ -143,7 +144,7 @@ def top_k(model: nn.Module, batch: torch.Tensor, labels: Sequence[str], k: int =
 class ImageNetInput(nn.Module):
     """Show CIFAR-10 batches to an ImageNet model the way it was trained.
 
-    The course's transforms (:func:`cvt_edu.data.train_transform`, ``eval_transform``) give 32x32
+    The course's transforms (:func:`cvt_edu.train.data.train_transform`, ``eval_transform``) give 32x32
     images normalised with CIFAR-10 statistics; this wrapper undoes that normalisation, resizes to
     ``size`` (bilinear), normalises with the ImageNet statistics, and calls the model.
 
@@ -212,7 +213,7 @@ def finetune(
 
     The head is replaced (after seeding, so it depends on ``cfg.seed`` alone) with one output per
     class of the data; the model is wrapped in :class:`ImageNetInput` and trained with
-    :func:`~cvt_edu.train.fit`. The fine-tuned model is saved to ``out_dir`` (``model.safetensors``,
+    :func:`~cvt_edu.train.loop.fit`. The fine-tuned model is saved to ``out_dir`` (``model.safetensors``,
     ``config.json``) with ``metrics.json``. If ``out_dir`` already holds a finished run with the same
     training config, image size and ``weights``, that run is loaded instead of training again.
 
@@ -229,7 +230,7 @@ def finetune(
 
     Returns:
         The wrapped model (CIFAR-normalised 32x32 images -> logits) and the metrics of
-        :func:`~cvt_edu.train.fit` with ``image_size``, ``weights``, ``flops``, ``macs`` (one image,
+        :func:`~cvt_edu.train.loop.fit` with ``image_size``, ``weights``, ``flops``, ``macs`` (one image,
         at ``image_size``) and ``reused`` (True if loaded from ``out_dir``).
     """
     cfg = cfg.for_mode(quick)

@@ -1,15 +1,15 @@
 """Training throughput of the course's tiny models: ``python -m cvt_edu bench --train``.
 
 For each model and each mode (eager, ``torch.compile``), a fresh subprocess runs the very
-training step of :func:`cvt_edu.train.fit` (:meth:`cvt_edu.train.PreparedRun.step`) under the
-small-data recipe (:meth:`cvt_edu.train.TrainConfig.small_data`: TrivialAugment, MixUp/CutMix,
+training step of :func:`cvt_edu.train.loop.fit` (:meth:`cvt_edu.train.loop.PreparedRun.step`) under the
+small-data recipe (:meth:`cvt_edu.train.loop.TrainConfig.small_data`: TrivialAugment, MixUp/CutMix,
 and on CUDA the fast path, bf16 autocast, channels-last and fused AdamW), on batches drawn by
 its loader from a synthetic uint8 data set of CIFAR-10's shape (the pixel values do not change
 the speed). It reports images per second, the time of a 50,000-image epoch, peak memory, the
 achieved FLOP rate and the model FLOPs utilisation (MFU).
 
 MFU = images/s x training FLOPs per image / the GPU's dense bf16 peak. Training FLOPs per
-image are taken as 3 x the forward FLOPs counted by :func:`cvt_edu.cost.count_flops` (the
+image are taken as 3 x the forward FLOPs counted by :func:`cvt_edu.cost.flops.count_flops` (the
 backward pass costs about twice the forward); augmentation and the optimizer are not counted
 as model FLOPs. On a CPU, or a GPU missing from :data:`BF16_PEAK_TFLOPS`, MFU is not given.
 """
@@ -63,7 +63,7 @@ class TrainBenchConfig:
         warmup: untimed steps.
         device: ``None`` picks cuda when there is one.
         threads: CPU threads (``None``: torch's default).
-        fast_path: as :attr:`cvt_edu.train.TrainConfig.fast_path` (``None``: on for CUDA only).
+        fast_path: as :attr:`cvt_edu.train.loop.TrainConfig.fast_path` (``None``: on for CUDA only).
     """
 
     models: tuple[str, ...] = ("vit-tiny", "cvt-tiny")
@@ -78,10 +78,11 @@ class TrainBenchConfig:
 
 def measure_training(name: str, mode: str, cfg: TrainBenchConfig) -> dict[str, Any]:
     """Throughput, peak memory and MFU of training model ``name`` in ``mode`` (run it in a fresh process)."""
-    from .cost import count_flops
-    from .data import CIFAR10_CLASSES, ImageTensors
-    from .models import build_model
-    from .train import TrainConfig, pick_device, prepare
+    from ..models import build_model
+    from ..train.data import CIFAR10_CLASSES, ImageTensors
+    from ..train.env import pick_device
+    from ..train.loop import TrainConfig, prepare
+    from .flops import count_flops
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

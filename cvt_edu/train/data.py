@@ -36,6 +36,7 @@ __all__ = [
     "ImageTensors",
     "resolve_data_path",
     "load_split",
+    "load_data",
     "train_transform",
     "eval_transform",
     "denormalize",
@@ -176,7 +177,7 @@ def load_split(
 def train_transform(
     policy: str = "crop-flip", mean: tuple[float, ...] = CIFAR10_MEAN, std: tuple[float, ...] = CIFAR10_STD, size: int = 32
 ) -> v2.Transform:
-    """Per-image training augmentation (see :mod:`cvt_edu.augment` for the policies), then normalisation.
+    """Per-image training augmentation (see :mod:`cvt_edu.train.augment` for the policies), then normalisation.
 
     ``"crop-flip"``: random 32x32 crop of the 4-pixel reflect-padded image, horizontal flip;
     ``"trivial"`` adds TrivialAugment. Input uint8 (3, 32, 32); output float32 (3, 32, 32).
@@ -197,3 +198,8 @@ def denormalize(images: torch.Tensor, mean: tuple[float, ...] = CIFAR10_MEAN, st
     shape = (-1, 1, 1)
     out = images * torch.tensor(std, device=images.device).view(shape) + torch.tensor(mean, device=images.device).view(shape)
     return out.clamp(0, 1)
+
+
+def load_data(path: str | os.PathLike | None = None) -> tuple[ImageTensors, ImageTensors]:
+    """The train and test splits (see :func:`cvt_edu.train.data.load_split` for ``path``)."""
+    return load_split("train", path), load_split("test", path)

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .models import arch_of, config_to_dict, model_from_config
+from ..models import arch_of, config_to_dict, model_from_config
 
 __all__ = ["atomic_path", "write_json", "save_pretrained", "load_checkpoint", "CheckpointError"]
 

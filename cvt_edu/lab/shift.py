@@ -19,10 +19,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .cvt import CvT
-from .data import ImageTensors
-from .train import evaluate
-from .vit import ViT
+from ..cvt import CvT
+from ..train.data import ImageTensors
+from ..train.loop import evaluate
+from ..vit import ViT
 
 __all__ = [
     "SHIFT_MODES",
@@ -195,7 +195,7 @@ def prediction_changes(
 
     Args:
         model: maps normalised images (B, 3, H, W) to logits (B, K).
-        data: uint8 test images, as from :func:`cvt_edu.experiment.load_data`.
+        data: uint8 test images, as from :func:`cvt_edu.train.data.load_data`.
         changed: label -> uint8 images (N, 3, H, W), the test images changed in some way
             (same order and labels as ``data``).
         batch_size: images per forward pass.
@@ -233,7 +233,7 @@ def shift_sweep(
 
     Args:
         model: maps normalised images (B, 3, H, W) to logits (B, K).
-        data: uint8 test images, as from :func:`cvt_edu.experiment.load_data`.
+        data: uint8 test images, as from :func:`cvt_edu.train.data.load_data`.
         shifts: the values of s, in pixels.
         mode: ``"circular"`` or ``"zeros"``.
         batch_size: images per forward pass.

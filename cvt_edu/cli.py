@@ -1,4 +1,8 @@
-"""Command line: ``python -m cvt_edu train|compare|evaluate|bench|cost`` (also installed as ``cvt-edu``)."""
+"""Command line: ``python -m cvt_edu train|compare|evaluate|bench|cost`` (also installed as ``cvt-edu``).
+
+Only the chosen command's arguments are built, and each command imports what it needs when it
+runs: ``cvt-edu --help`` lists the commands without loading PyTorch.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,19 @@ import json
 import sys
 from dataclasses import asdict, fields
 
-from .cost.bench import BenchConfig
-from .cost.bench import main as bench_main
-from .cost.bench_train import TrainBenchConfig, run_train_bench, train_bench_table
-from .cost.sweep import SWEEP_MODELS
-from .lab.compare import compare, train_model
-from .train.data import load_data
-from .models import list_models
-from .train.augment import POLICIES
-from .train.checkpoint import load_checkpoint, write_json
-from .train.data import DATA_ENV, load_split
-from .train.env import QUICK_ENV, pick_device
-from .train.loop import TrainConfig, evaluate
+COMMANDS = {
+    "train": "train one model; writes metrics.json, model.safetensors, config.json, curves.png",
+    "compare": "train several models under one budget; writes comparison.md and comparison.png",
+    "evaluate": 'print {"accuracy": ..., "n": ...} of a checkpoint on the test split',
+    "bench": "speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights; "
+    "with --train, training throughput and MFU of the tiny models",
+    "cost": "time, peak memory and FLOPs of ViT, CvT, Swin and PVT against resolution; writes cost.md, cost.json, cost.png",
+}
 
 
 def _add_data(p: argparse.ArgumentParser) -> None:
+    from .train.data import DATA_ENV
+
     p.add_argument(
         "--data",
         default=None,
@@ -31,6 +33,10 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
+    from .train.augment import POLICIES
+    from .train.env import QUICK_ENV
+    from .train.loop import TrainConfig
+
     _add_data(p)
     d = TrainConfig()
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"training epochs (default {d.epochs})")
@@ -53,31 +59,35 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
+def _train_config(args: argparse.Namespace):
+    from .train.loop import TrainConfig
+
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
     return TrainConfig(**values, progress=not args.no_progress)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cvt-edu", description="CvT-edu: train and compare tiny ViT and CvT on CIFAR-10.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_train(p: argparse.ArgumentParser) -> None:
+    from .models import list_models
 
-    p = sub.add_parser("train", help="train one model; writes metrics.json, model.safetensors, config.json, curves.png")
     p.add_argument("--model", required=True, choices=list_models())
     p.add_argument("--out", required=True, help="output folder")
     _add_training(p)
 
-    p = sub.add_parser("compare", help="train several models under one budget; writes comparison.md and comparison.png")
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    from .models import list_models
+
     p.add_argument("--models", nargs="+", default=["vit-tiny", "cvt-tiny"], choices=list_models())
     p.add_argument("--out", required=True, help="output folder")
     _add_training(p)
 
-    p = sub.add_parser(
-        "bench",
-        help="speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights; "
-        "with --train, training throughput and MFU of the tiny models",
-    )
+
+def _add_bench(p: argparse.ArgumentParser) -> None:
+    from .cost.bench import BenchConfig
+    from .cost.bench_train import TrainBenchConfig
+    from .models import list_models
+
     b, tb = BenchConfig(), TrainBenchConfig()
     p.add_argument("--train", action="store_true",
                    help="measure training of the tiny models under the small-data recipe (eager and compiled) instead")
@@ -97,10 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--json", default=None, help="also write the measurements to this JSON file")
 
-    p = sub.add_parser(
-        "cost",
-        help="time, peak memory and FLOPs of ViT, CvT, Swin and PVT against resolution; writes cost.md, cost.json, cost.png",
-    )
+
+def _add_cost(p: argparse.ArgumentParser) -> None:
+    from .cost.sweep import SWEEP_MODELS
+
     p.add_argument("--resolutions", type=int, nargs="+", default=[32, 64, 128, 224, 384, 512],
                    help="image sides in pixels, multiples of 16 (default: 32 64 128 224 384 512)")
     p.add_argument("--models", nargs="+", default=list(SWEEP_MODELS), choices=list(SWEEP_MODELS))
@@ -115,11 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="CPU threads per point (default 1; 0: torch's default)")
     p.add_argument("--fused-attention", action="store_true", help="measure the fused attention kernels, not the explicit path")
 
-    p = sub.add_parser("evaluate", help='print {"accuracy": ..., "n": ...} of a checkpoint on the test split')
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="a folder with model.safetensors and config.json")
     p.add_argument("--device", default=None)
     _add_data(p)
+
+
+ARGUMENTS = {"train": _add_train, "compare": _add_compare, "evaluate": _add_evaluate, "bench": _add_bench, "cost": _add_cost}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s arguments are added (``None``: the list of commands alone, for ``--help``)."""
+    parser = argparse.ArgumentParser(prog="cvt-edu", description="CvT-edu: train and compare tiny ViT and CvT on CIFAR-10.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, summary in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary)
+        if name == command:
+            ARGUMENTS[name](p)
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv`` (default ``sys.argv[1:]``): the first word that is a command decides which arguments exist."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    return build_parser(command).parse_args(argv)
 
 
 def _cost(args: argparse.Namespace) -> int:
@@ -149,6 +180,11 @@ def _cost(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> str:
+    from .cost.bench import BenchConfig
+    from .cost.bench import main as bench_main
+    from .cost.bench_train import TrainBenchConfig, run_train_bench, train_bench_table
+    from .train.checkpoint import write_json
+
     given = {k: v for k, v in vars(args).items() if v is not None}
     if not args.train:
         names = {f.name for f in fields(BenchConfig)}
@@ -162,9 +198,15 @@ def _bench(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit status (2 with one line on stderr for a user's mistake)."""
+    args = parse_args(argv)
     try:
         if args.command == "evaluate":
+            from .train.checkpoint import load_checkpoint
+            from .train.data import load_split
+            from .train.env import pick_device
+            from .train.loop import evaluate
+
             model, _ = load_checkpoint(args.checkpoint)
             model.to(pick_device(args.device))
             result = evaluate(model, load_split("test", args.data))
@@ -175,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "cost":
             return _cost(args)
+        from .lab.compare import compare, train_model
+        from .train.data import load_data
+
         cfg = _train_config(args)
         data = load_data(args.data)
         if args.command == "train":

@@ -12,12 +12,9 @@ import torch
 from cvt_edu.attention import MultiHeadAttention, attention_maps
 from cvt_edu.cost.flops import measured_macs
 from cvt_edu.cost.formulas import attention_macs, attention_terms
+from cvt_edu.course.i18n import t
 from cvt_edu.lab.ablation import (
     ablation_table,
-    plot_ablation,
-    plot_attention_terms,
-    plot_cost_curves,
-    plot_key_attention,
     train_config_model,
     variant_config,
 )
@@ -25,6 +22,9 @@ from cvt_edu.lab.stats import accuracy_stderr
 from cvt_edu.models import build_model, config_to_dict, model_config, model_from_config
 from cvt_edu.projection import ConvQKV
 from cvt_edu.train.loop import TrainConfig
+from cvt_edu.viz.attention import plot_key_attention
+from cvt_edu.viz.cost import plot_attention_terms, plot_cost_curves
+from cvt_edu.viz.plots import plot_ablation
 
 
 def test_variant_config_changes_every_stage_and_nothing_else():
@@ -84,26 +84,28 @@ def test_train_config_model_trains_a_variant_and_reuses_a_finished_run(cifar_min
     assert other["history"][0]["train_loss"] == pytest.approx(metrics["history"][0]["train_loss"], rel=1e-5)
 
     table = ablation_table({"linear": metrics})
-    assert "| linear | linear | - |" in table
-    fig = plot_ablation({"linear": metrics, "again": again}, accuracy_label="acc")
-    assert len(fig.axes) == 3 and fig.axes[0].get_ylabel() == "acc"
+    assert "| linear | linear | - |" in " ".join(table.split())
+    fig = plot_ablation({"linear": metrics, "again": again}, lang="es")
+    assert len(fig.axes) == 3 and fig.axes[0].get_ylabel() == t("accuracy_2se", "es")
+    assert fig._suptitle.get_text() == t("ablation_title", "es", epochs=1)
 
 
 def test_cost_curves_and_key_attention_figures():
-    fig = plot_cost_curves([8, 16], {"MSA": [1e6, 1e7], "CvT": [5e5, 3e6]}, xlabel="side")
-    assert fig.axes[0].get_xlabel() == "side" and fig.axes[0].get_yscale() == "log"
+    fig = plot_cost_curves([8, 16], {"MSA": [1e6, 1e7], "CvT": [5e5, 3e6]}, dim=64, lang="pt")
+    assert fig.axes[0].get_xlabel() == t("map_side", "pt") and fig.axes[0].get_yscale() == "log"
+    assert fig.axes[0].get_title() == t("cost_title", "pt", dim=64)
     terms = {"MSA": attention_terms("msa", 16, 16, 64), "CvT": attention_terms("cvt", 16, 16, 64, stride_kv=2)}
-    fig = plot_attention_terms(terms, term_labels={"conv": "dw"}, ylabel="M")
+    fig = plot_attention_terms(terms, lang="es")
     ax = fig.axes[0]
-    assert ax.get_ylabel() == "M" and ax.get_legend().get_texts()[0].get_text() == "dw"
+    assert ax.get_ylabel() == t("macs_m", "es") and ax.get_legend().get_texts()[0].get_text() == t("term_conv", "es")
     assert [round(float(t.get_text()), 1) for t in ax.texts] == [12.6, 4.9]  # the totals, in millions
     model = build_model("cvt-tiny").eval()
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
     weights = attention_maps(model, torch.randn(1, 3, 32, 32))[0][0]  # stage 1: (heads, 256, 64)
-    fig = plot_key_attention(image, {"s=2": weights}, (8, 8), (16, 16))
+    fig = plot_key_attention(image, {"s=2": weights}, (8, 8), (16, 16), lang="en")
     assert fig.axes[1].get_title() == "s=2\n8x8 keys"
     last = attention_maps(model, torch.randn(1, 3, 32, 32))[-1][0]  # stage 3 with [CLS]: (heads, 17, 5)
-    fig = plot_key_attention(image, {"cls": last}, (1, 1), (4, 4))
-    assert fig.axes[1].get_title() == "cls\n2x2 keys"
+    fig = plot_key_attention(image, {"cls": last}, (1, 1), (4, 4), lang="es")
+    assert fig.axes[1].get_title() == f"cls\n{t('keys_subtitle', 'es', h=2, w=2)}"
     with pytest.raises(ValueError, match="do not fit"):
         plot_key_attention(image, {"bad": weights}, (0, 0), (8, 8))

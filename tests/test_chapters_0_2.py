@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from cvt_edu.attention import attention_maps
-from cvt_edu.course.i18n import STRINGS, t
+from cvt_edu.course.i18n import t
 from cvt_edu.models import build_model
 from cvt_edu.patching import num_patches, patchify
 from cvt_edu.positional import pos_embed_similarity, sincos_pos_embed_2d
@@ -85,15 +85,16 @@ def test_patch_canvas_reads_float_images_and_rejects_bad_shapes(image):
 
 
 def test_patch_figures_have_a_panel_per_patch_size_and_their_titles(image):
-    fig = show_patch_grid(image, [2, 4, 8, 16], title="T", panel_title="P={p} N={n}")
-    assert [ax.get_title() for ax in fig.axes] == ["P=2 N=256", "P=4 N=64", "P=8 N=16", "P=16 N=4"]
-    assert fig._suptitle.get_text() == "T"
-    fig = show_patches(image, 4, title="S", matrix_title="M", xlabel="x", ylabel="y")
-    assert "(64, 48)" in fig.axes[1].get_title() and fig.axes[1].get_xlabel() == "x"
+    fig = show_patch_grid(image, [2, 4, 8, 16], lang="es")
+    assert [ax.get_title() for ax in fig.axes] == [t("patch_grid_panel", "es", p=p, n=n) for p, n in [(2, 256), (4, 64), (8, 16), (16, 4)]]
+    assert fig._suptitle.get_text() == t("patch_grid_title", "es")
+    fig = show_patches(image, 4, lang="pt")
+    assert "(64, 48)" in fig.axes[1].get_title() and fig.axes[1].get_xlabel() == t("patch_vector_axis", "pt")
+    assert fig._suptitle.get_text() == t("patch_sequence_title", "pt", p=4)
     assert len(fig.axes[0].texts) == 64  # every patch numbered
-    fig = plot_num_tokens([32, 48], [1, 2, 4, 8, 16, 32], legend="{s}px")
+    fig = plot_num_tokens([32, 48], [1, 2, 4, 8, 16, 32], lang="pt")
     lines = fig.axes[0].get_lines()
-    assert [line.get_label() for line in lines] == ["32px", "48px"]
+    assert [line.get_label() for line in lines] == [t("image_side", "pt", s=32), t("image_side", "pt", s=48)]
     assert list(lines[0].get_ydata()) == [1024, 256, 64, 16, 4, 1]
     assert list(lines[1].get_xdata()) == [1, 2, 4, 8, 16]  # 32 does not divide 48
     with pytest.raises(ValueError):
@@ -109,7 +110,7 @@ def test_side_by_side_shows_each_image_with_its_title(image):
 
 
 def test_patch_size_widget_offers_the_patch_sizes_and_draws(image):
-    widget = patch_size_widget(image, (2, 4, 8), title="P={p} N={n} d={d}")
+    widget = patch_size_widget(image, (2, 4, 8), lang="es")
     slider = widget.children[0]
     assert tuple(slider.options) == (2, 4, 8)
     assert slider.value == 4
@@ -145,8 +146,9 @@ def test_pos_embed_similarity_drops_cls_and_is_a_cosine():
     assert pos_embed_similarity(vit.pos_embed, 8).shape == (8, 8, 8, 8)
     with pytest.raises(ValueError, match="do not fit"):
         pos_embed_similarity(e, 5)
-    fig = plot_pos_similarity({"a": sim, "b": sim}, title="T", xlabel="x")
-    assert [ax.get_title() for ax in fig.axes[:2]] == ["a", "b"] and fig.axes[0].get_xlabel() == "x"
+    fig = plot_pos_similarity({"a": sim, "b": sim}, lang="es")
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["a", "b"] and fig.axes[0].get_xlabel() == t("patch_column", "es")
+    assert fig._suptitle.get_text() == t("pos_sim_title", "es")
 
 
 # attention_viz
@@ -219,8 +221,9 @@ def test_mean_attention_distance_in_pixels():
     # patch (0, 0) of a 1x2 grid attending only to patch (0, 1) and back: one patch = P pixels away
     swap = torch.tensor([[1.0, 0, 0], [0, 0, 1], [0, 1, 0]]).expand(1, 1, 3, 3)
     assert torch.allclose(mean_attention_distance([swap], patch_size=8, grid_size=(1, 2)), torch.tensor([[8.0]]))
-    fig = plot_attention_distance(torch.rand(9, 4), title="T", head_label="h{h}", reference=16.0, reference_label="u")
-    assert [x.get_text() for x in fig.axes[0].get_legend().get_texts()] == ["h1", "h2", "h3", "h4", "u"]
+    fig = plot_attention_distance(torch.rand(9, 4), uniform=16.0, lang="pt")
+    legend = [x.get_text() for x in fig.axes[0].get_legend().get_texts()]
+    assert legend == [t("head_n", "pt", h=h) for h in (1, 2, 3, 4)] + [t("uniform_attention", "pt")]
 
 
 def test_uniform_attention_looks_about_half_the_image_away():
@@ -231,9 +234,9 @@ def test_uniform_attention_looks_about_half_the_image_away():
 
 
 def test_attention_time_plot_draws_the_n_squared_reference():
-    fig = plot_attention_time([64, 128, 256], [1.0, 3.0, 12.0], measured_label="m", reference_label="r")
+    fig = plot_attention_time([64, 128, 256], [1.0, 3.0, 12.0], lang="es")
     measured, reference = fig.axes[0].get_lines()
-    assert measured.get_label() == "m" and reference.get_label() == "r"
+    assert measured.get_label() == t("measured", "es") and reference.get_label() == t("n_squared", "es")
     assert list(reference.get_ydata()) == pytest.approx([0.75, 3.0, 12.0])
     with pytest.raises(ValueError):
         plot_attention_time([64, 128], [1.0])
@@ -249,26 +252,16 @@ def test_maps_of_a_real_vit_run_through_every_function(cifar_mini):
     heat = cls_attention_map(rollout)
     assert heat.shape == (3, 8, 8) and (heat >= 0).all()
     assert mean_attention_distance(maps, patch_size=4).shape == (9, 4)
-    fig = overlay_attention(images, heat, captions=["a", "b", "c"], title="R")
-    assert len(fig.axes) == 6 and fig.axes[0].get_title() == "a"
+    fig = overlay_attention(images, heat, captions=["a", "b", "c"], lang="pt")
+    assert len(fig.axes) == 6 and fig.axes[0].get_title() == "a" and fig._suptitle.get_text() == t("rollout_title", "pt")
     with pytest.raises(ValueError, match="captions"):
         overlay_attention(images, heat, captions=["a"])
-    fig = plot_cls_attention(maps, images, 1, title="C", row_label="L{l}", col_label="H{h}", mean_label="M")
-    assert len(fig.axes) == 9 * 5 and fig.axes[1].get_title() == "H1" and fig.axes[0].get_ylabel() == "L1"
-    fig = plot_attention_matrix(maps[0][0, :2], panel_titles=["x", "y"], title="A")
-    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["x", "y"]
+    fig = plot_cls_attention(maps, images, 1, lang="es")
+    assert len(fig.axes) == 9 * 5 and fig.axes[1].get_title() == t("head_n", "es", h=1)
+    assert fig.axes[0].get_ylabel() == t("layer_n", "es", l=1) and fig.axes[0].get_title() == t("mean_heads", "es")
+    fig = plot_attention_matrix(maps[0][0, :2], panel_titles=["x", "y"], title="A", lang="pt")
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["x", "y"] and fig._suptitle.get_text() == "A"
+    assert fig.axes[0].get_xlabel() == t("key_token", "pt") and fig.axes[0].get_ylabel() == t("query_token", "pt")
     with pytest.raises(ValueError, match="panel titles"):
         plot_attention_matrix(maps[0][0, :2], panel_titles=["x"])
 
-
-# i18n
-
-
-def test_every_language_has_the_same_keys_and_placeholders():
-    keys = {lang: set(strings) for lang, strings in STRINGS.items()}
-    assert keys["pt"] == keys["es"] == keys["en"]
-    for key in keys["en"]:
-        placeholders = ("{p}", "{n}", "{d}", "{s}", "{l}", "{h}")
-        fields = {lang: sorted(f for f in placeholders if f in STRINGS[lang][key]) for lang in STRINGS}
-        assert fields["pt"] == fields["es"] == fields["en"], key
-    assert t("layer_n", "es").format(l=3).endswith("3")

@@ -45,7 +45,9 @@ def test_pca_rgb():
     x = torch.randn(1, 48, 5, 7)
     rgb = pca_rgb(x)
     assert rgb.shape == (5, 7, 3) and rgb.min() >= 0 and rgb.max() <= 1
-    assert pca_rgb(torch.randn(2, 1, 1)).shape == (1, 1, 3)  # one token, fewer channels than colours
+    torch.testing.assert_close(rgb, pca_rgb(x[0]))  # (1, C, H, W) or (C, H, W): the same picture
+    one = pca_rgb(torch.randn(2, 1, 1))  # one token, fewer channels than colours
+    assert one.shape == (1, 1, 3) and (one == 0).all()
 
 
 @pytest.mark.parametrize("name", ["pvt-tiny", "swin-tiny"])

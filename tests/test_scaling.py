@@ -11,7 +11,6 @@ import torch
 from cvt_edu.cost.flops import measured_macs
 from cvt_edu.cost.formulas import attention_macs
 from cvt_edu.cost.sweep import (
-    MEMORY_FLOOR_MIB,
     SWEEP_MODELS,
     AttentionLayer,
     build_sweep_model,
@@ -20,8 +19,6 @@ from cvt_edu.cost.sweep import (
     growth_exponents,
     load_or_run_sweep,
     measure_point,
-    plot_attention_cost,
-    plot_sweep,
     resolution_sweep,
     sweep_attention_macs,
     sweep_table,
@@ -29,7 +26,8 @@ from cvt_edu.cost.sweep import (
     swin_window_size,
     write_sweep,
 )
-from cvt_edu.course.i18n import STRINGS, t
+from cvt_edu.course.i18n import t
+from cvt_edu.viz.cost import MEMORY_FLOOR_MIB, plot_attention_cost, plot_sweep
 
 matplotlib.use("Agg")
 
@@ -209,7 +207,7 @@ def test_sweep_table_shows_every_point_and_status():
     table = sweep_table(ROWS)
     lines = table.splitlines()
     assert len(lines) == 2 + len(ROWS)
-    assert "| vit | 64 | 256 | 0.2 | 12 |  |  | OOM |" in table
+    assert "| vit | 64 | 256 | 0.2 | 12 | | | OOM |" in " ".join(table.split())
     assert "swin (M=8)" in table and "timeout" in table
 
 
@@ -219,12 +217,6 @@ def test_write_sweep_writes_three_files(tmp_path):
     assert paths["md"].read_text().startswith("# test") and paths["png"].stat().st_size > 1000
     assert not list((tmp_path / "out").glob(".*.tmp"))
 
-
-def test_chapter_strings_exist_in_every_language():
-    keys = [k for k in STRINGS["en"] if k.startswith("sweep_")]
-    assert len(keys) >= 8
-    for lang in ("pt", "es", "en"):
-        assert all(STRINGS[lang].get(k) for k in keys), lang
 
 
 def cli(*args):
@@ -239,7 +231,7 @@ def test_cli_cost_writes_table_json_and_figure(tmp_path):
         assert (out / name).is_file(), name
     data = json.loads((out / "cost.json").read_text())
     assert [(r["model"], r["resolution"]) for r in data["rows"]] == [("vit", 32), ("vit", 64), ("swin", 32), ("swin", 64)]
-    assert "| swin (M=8) | 64 |" in (out / "cost.md").read_text()
+    assert "| swin (M=8) | 64 |" in " ".join((out / "cost.md").read_text().split())
 
 
 def test_cli_cost_rejects_a_bad_resolution(tmp_path):
@@ -253,7 +245,7 @@ def test_formula_table_and_plot():
     checks += [check_attention_formula("sra", s, s, 64, sr_ratio=4) for s in (8, 16, 32)]
     assert checks[3]["label"] == "sra R=4" and checks[0]["label"] == "msa"
     table = formula_table(checks)
-    assert len(table.splitlines()) == 2 + 6 and "| msa | 32x32 | 64 |" in table and "1.0000" in table
+    assert len(table.splitlines()) == 2 + 6 and "| msa | 32x32 | 64 |" in " ".join(table.split()) and "1.0000" in table
     fig = plot_attention_cost(checks, lang="pt")
     ax = fig.get_axes()[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"

@@ -7,20 +7,17 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
+from cvt_edu.course.i18n import t
 from cvt_edu.lab.shift import (
     equivariance_errors,
-    plot_equivariance,
-    plot_error_maps,
-    plot_prediction_changes,
-    plot_shift_sweep,
     prediction_changes,
     shift_images,
     shift_sweep,
-    show_shifted,
     shuffle_patches,
     token_maps,
 )
 from cvt_edu.models import build_model
+from cvt_edu.viz.shift import plot_equivariance, plot_error_maps, plot_prediction_changes, plot_shift_sweep, show_shifted
 
 
 def test_shift_moves_content_down_and_right():
@@ -124,17 +121,20 @@ def test_prediction_changes_compare_with_the_unchanged_predictions(cifar_mini):
         prediction_changes(model, test, {"small": test.images[:, :, :16, :16]})
 
 
-def test_figures_carry_the_given_labels():
+def test_figures_speak_the_given_language():
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
-    fig = show_shifted(image, [0, 4], {"circular": "circ", "zeros": "zero"}, title="S")
-    assert len(fig.axes) == 4 and fig.axes[3].get_title() == "zero, 4 px"
-    fig = plot_equivariance({"a": (0.1, 1.0), "b": (0.5, 1.2)}, ylabel="err")
-    assert fig.axes[0].get_ylabel() == "err"
-    rows = [dict(shift=0, accuracy=0.5, consistency=1.0), dict(shift=2, accuracy=0.4, consistency=0.8)]
-    fig = plot_shift_sweep({"cvt": {"circular": rows}}, mode_labels={"circular": "circ"}, xlabel="px")
-    assert fig.axes[0].get_xlabel() == "px" and fig.axes[1].get_legend().get_texts()[0].get_text() == "cvt (circ)"
-    fig = plot_error_maps({"a": torch.rand(16, 16), "b": torch.rand(8, 8)}, colorbar_label="cb")
-    assert fig.axes[1].get_title() == "b\n8x8" and fig.axes[-1].get_ylabel() == "cb"
-    report = {"vit": {"x": dict(accuracy=0.3, consistency=0.9)}, "cvt": {"x": dict(accuracy=0.4, consistency=0.4)}}
-    fig = plot_prediction_changes(report, ylabels=("acc", "same"))
-    assert [ax.get_ylabel() for ax in fig.axes] == ["acc", "same"]
+    fig = show_shifted(image, [0, 4], lang="es")
+    assert len(fig.axes) == 4 and fig.axes[3].get_title() == t("shift_caption", "es", mode=t("zeros", "es"), shift=4)
+    assert (fig.axes[1].get_images()[0].get_array() == shift_images(image, 4).permute(1, 2, 0).numpy()).all()
+    fig = plot_equivariance({"a": (0.1, 1.0), "b": (0.5, 1.2)}, 8, lang="pt")
+    assert fig.axes[0].get_ylabel() == t("relative_difference", "pt") and fig.axes[0].get_title() == t("eq_title", "pt", shift=8)
+    rows = [{"shift": 0, "accuracy": 0.5, "consistency": 1.0}, {"shift": 2, "accuracy": 0.4, "consistency": 0.8}]
+    fig = plot_shift_sweep({"cvt": {"circular": rows}}, lang="es")
+    assert fig.axes[0].get_xlabel() == t("shift_px", "es")
+    assert fig.axes[1].get_legend().get_texts()[0].get_text() == f"cvt ({t('circular', 'es')})"
+    fig = plot_error_maps({"a": torch.rand(16, 16), "b": torch.rand(8, 8)}, lang="pt")
+    assert fig.axes[1].get_title() == "b\n8x8" and fig.axes[-1].get_ylabel() == t("relative_difference", "pt")
+    report = {"vit": {"x": {"accuracy": 0.3, "consistency": 0.9}}, "cvt": {"x": {"accuracy": 0.4, "consistency": 0.4}}}
+    fig = plot_prediction_changes(report, title="T", lang="es")
+    assert [ax.get_ylabel() for ax in fig.axes] == [t("test_accuracy", "es"), t("unchanged_predictions", "es")]
+    assert fig._suptitle.get_text() == "T"

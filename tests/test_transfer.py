@@ -10,21 +10,21 @@ from torch import nn
 
 import cvt_edu.lab.transfer as transfer
 from cvt_edu import save_pretrained
+from cvt_edu.course.i18n import t
 from cvt_edu.lab.transfer import (
     ImageNetInput,
     finetune,
     imagenet_batch,
     imagenet_classes,
     load_or_random,
-    plot_top_k,
     replace_head,
-    show_predictions,
     top_k,
 )
 from cvt_edu.models import build_model
 from cvt_edu.train.checkpoint import load_checkpoint
 from cvt_edu.train.data import eval_transform
 from cvt_edu.train.loop import TrainConfig
+from cvt_edu.viz.transfer import plot_top_k, show_predictions
 
 
 def test_imagenet_classes_are_the_1000_in_label_order():
@@ -127,10 +127,12 @@ def test_finetune_trains_saves_and_reuses_a_run(cifar_mini, tmp_path):
 def test_prediction_figures():
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     preds = [[("cat", 0.5), ("dog", 0.2)]] * 3
-    fig = show_predictions(images, preds, title="T", captions=["a", "b", "c"], cols=3)
-    assert fig.axes[1].get_title() == "b\ncat 50%\ndog 20%" and fig._suptitle.get_text() == "T"
-    fig = plot_top_k(images[0], preds[0], xlabel="p (%)")
-    assert fig.axes[1].get_xlabel() == "p (%)" and fig.axes[1].get_xlim()[1] == pytest.approx(62.5)
+    fig = show_predictions(images, preds, true_labels=["a", "b", "c"], title="T", cols=3, lang="pt")
+    assert fig.axes[1].get_title() == f"{t('true_prefix', 'pt', label='b')}\ncat 50%\ndog 20%" and fig._suptitle.get_text() == "T"
+    with pytest.raises(ValueError, match="one per image"):
+        show_predictions(images, preds, true_labels=["a"])
+    fig = plot_top_k(images[0], preds[0], title="T", lang="es")
+    assert fig.axes[1].get_xlabel() == t("probability", "es") and fig.axes[1].get_xlim()[1] == pytest.approx(62.5)
     assert [t.get_text() for t in fig.axes[1].texts] == ["20%", "50%"]
     fig = show_predictions(images[:1], [[("tench", 0.0012)]])
     assert fig.axes[0].get_title() == "tench 0.1%"

@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from cvt_edu.course.i18n import t
 from cvt_edu.models import build_model
 from cvt_edu.patching import compose_embeddings, token_window
-from cvt_edu.viz.embedding import cvt_embeddings, pca_rgb, plot_receptive_fields, plot_token_maps, stage_summary, stage_table
+from cvt_edu.viz.embedding import cvt_embeddings, plot_receptive_fields, stage_summary, stage_table
+from cvt_edu.viz.pyramid import pca_rgb, plot_token_maps
 
 
 def support_of_token(layers, size, i, j):
@@ -65,27 +67,40 @@ def test_stage_summary_reads_the_real_stages(name, size, sides, widths):
     assert cvt_embeddings(model)[0] == (rows[0]["kernel_size"], rows[0]["stride"], rows[0]["padding"])
     assert model.training  # the mode is restored
     table = stage_table(rows)
-    assert table.count("\n") == 1 + len(rows) and f"{sides[0]} x {sides[0]}" in table
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()]
+    assert len(lines) == 2 + len(rows) and all(len(cells) == 11 for cells in lines)
+    assert [cells[4] for cells in lines[2:]] == [f"{s} x {s}" for s in sides]
 
 
-def test_pca_rgb_is_an_image_in_0_1():
+def test_pca_rgb_is_an_image_in_0_1_of_the_main_directions():
     rgb = pca_rgb(torch.randn(16, 5, 7))
     assert rgb.shape == (5, 7, 3) and rgb.min() >= 0 and rgb.max() <= 1
-    assert torch.allclose(rgb.amax((0, 1)), torch.ones(3))
-    with pytest.raises(ValueError, match="C >= 3"):
-        pca_rgb(torch.randn(2, 4, 4))
+    assert torch.allclose(rgb.amax((0, 1)), torch.ones(3)) and torch.allclose(rgb.amin((0, 1)), torch.zeros(3))
+    # tokens that vary along one direction only: red, the first component, follows it
+    line = torch.linspace(-1, 1, 12)[:, None] * torch.tensor([3.0, 4.0, 0.0, 0.0])  # (12 tokens, C = 4)
+    red = pca_rgb(line.T.reshape(4, 3, 4))[..., 0].flatten()
+    assert torch.allclose(red, torch.linspace(0, 1, 12), atol=1e-5) or torch.allclose(red, torch.linspace(1, 0, 12), atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        pca_rgb(torch.randn(2, 2, 4, 4))
 
 
 def test_figures_have_one_panel_per_embedding_and_their_labels():
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
-    fig = plot_receptive_fields(image, {"ViT": (4, 4, 0), "CvT": (3, 2, 1)}, title="T", xlabel="x (px)")
-    assert len(fig.axes) == 2 and fig._suptitle.get_text() == "T"
-    assert fig.axes[0].get_title().endswith("8x8 tokens") and fig.axes[1].get_title().endswith("16x16 tokens")
-    assert fig.axes[1].get_xlabel() == "x (px)"
+    fig = plot_receptive_fields(image, {"ViT": (4, 4, 0), "CvT": (3, 2, 1)}, lang="es")
+    assert len(fig.axes) == 2 and fig._suptitle.get_text() == t("rf_title", "es")
+    assert fig.axes[0].get_title() == f"ViT\n{t('rf_subtitle', 'es', h=8, w=8)}"
+    assert fig.axes[1].get_title() == f"CvT\n{t('rf_subtitle', 'es', h=16, w=16)}"
+    assert fig.axes[1].get_xlabel() == t("x_pixels", "es")
+    assert plot_receptive_fields(image, {"ViT": (4, 4, 0)}, title="T", lang="pt")._suptitle.get_text() == "T"
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         plot_receptive_fields(image[None], {"ViT": (4, 4, 0)})
-    maps = [[torch.randn(8, 16, 16), torch.randn(8, 4, 4)]]
-    fig = plot_token_maps([image], maps, row_labels=["cvt"], col_labels=["image", "1", "3"])
-    assert len(fig.axes) == 3 and fig.axes[2].get_title() == "3"
-    with pytest.raises(ValueError, match="column labels"):
-        plot_token_maps([image], maps, row_labels=["cvt"], col_labels=["image"])
+    images = torch.stack([image, image.flip(-1)])
+    maps = [torch.randn(2, 8, 16, 16), torch.randn(2, 8, 4, 4)]  # two stages, (B, C, H, W) each
+    fig = plot_token_maps(images, maps, row_labels=["a", "b"], title="T", lang="pt")
+    assert len(fig.axes) == 2 * 3 and fig.axes[2].get_title() == t("maps_stage", "pt", i=2, h=4, w=4, c=8)
+    assert [fig.axes[i].get_ylabel() for i in (0, 3)] == ["a", "b"] and fig._suptitle.get_text() == "T"
+    assert (fig.axes[5].get_images()[0].get_array() == pca_rgb(maps[1][1]).numpy()).all()  # row b draws map b
+    with pytest.raises(ValueError, match="row labels"):
+        plot_token_maps(images, maps, row_labels=["a"])
+    with pytest.raises(ValueError, match="stage 2"):
+        plot_token_maps(images, [maps[0], maps[1][:1]])

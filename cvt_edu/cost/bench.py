@@ -23,6 +23,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from ..viz.tables import markdown_table
+
 __all__ = ["BenchConfig", "measure", "isolated", "peak_memory_mib", "run_bench", "format_table"]
 
 
@@ -162,23 +164,20 @@ def format_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> str:
     """A Markdown table with the speed-up of cvt_edu over transformers per mode."""
     by = {(r["impl"], r["mode"]): r for r in rows}
     device = next((r["device"] for r in rows if "device" in r), "?")
-    lines = [
-        f"{cfg.model}, batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size}, "
-        f"{'bf16 autocast' if cfg.bf16 else 'float32'}{', torch.compile' if cfg.compile else ''}, on {device}",
-        "",
-        "| mode | implementation | images/s | peak memory (MiB) | speed-up |",
-        "|---|---|---:|---:|---:|",
-    ]
+    title = (f"{cfg.model}, batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size}, "
+             f"{'bf16 autocast' if cfg.bf16 else 'float32'}{', torch.compile' if cfg.compile else ''}, on {device}")
+    cells = []
     for mode in ("train", "infer"):
         ref = by.get(("transformers", mode), {})
         for impl in ("transformers", "cvt_edu"):
             r = by.get((impl, mode), {})
             if "error" in r or not r:
-                lines.append(f"| {mode} | {impl} | error: {r.get('error', 'missing')} | | |")
+                cells.append([mode, impl, f"error: {r.get('error', 'missing')}", "", ""])
                 continue
             speedup = r["images_per_second"] / ref["images_per_second"] if "images_per_second" in ref else float("nan")
-            lines.append(f"| {mode} | {impl} | {r['images_per_second']:.1f} | {r['peak_memory_mib']:.0f} | {speedup:.2f}x |")
-    return "\n".join(lines)
+            cells.append([mode, impl, f"{r['images_per_second']:.1f}", f"{r['peak_memory_mib']:.0f}", f"{speedup:.2f}x"])
+    headers = ["mode", "implementation", "images/s", "peak memory (MiB)", "speed-up"]
+    return title + "\n\n" + markdown_table(cells, headers, align="llrrr")
 
 
 def main(cfg: BenchConfig, json_out: str | None = None) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..viz.tables import markdown_table
 from .bench import isolated, peak_memory_mib
 
 __all__ = ["BF16_PEAK_TFLOPS", "TrainBenchConfig", "bf16_peak_tflops", "measure_training", "run_train_bench", "train_bench_table"]
@@ -152,20 +153,15 @@ def run_train_bench(cfg: TrainBenchConfig) -> list[dict[str, Any]]:
 def train_bench_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table of the measurements, one row per model and mode."""
     first = next((r for r in rows if "device" in r), {})
-    lines = [
-        f"Training step of the small-data recipe on {first.get('device', '?')}, {first.get('precision', '?')}, "
-        f"fast path {'on' if first.get('fast_path') else 'off'}, batch {first.get('batch_size', '?')}",
-        "",
-        "| model | mode | images/s | 50,000-image epoch (s) | peak memory (MiB) | model TFLOP/s | MFU | warm-up (s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    title = (f"Training step of the small-data recipe on {first.get('device', '?')}, {first.get('precision', '?')}, "
+             f"fast path {'on' if first.get('fast_path') else 'off'}, batch {first.get('batch_size', '?')}")
+    cells = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['mode']} | error: {r['error']} | | | | | |")
+            cells.append([r["model"], r["mode"], f"error: {r['error']}", "", "", "", "", ""])
             continue
         mfu = f"{100 * r['mfu']:.1f} %" if r["mfu"] is not None else "n/a"
-        lines.append(
-            f"| {r['model']} | {r['mode']} | {r['images_per_second']:,.0f} | {r['epoch_seconds']:.1f} | "
-            f"{r['peak_memory_mib']:.0f} | {r['tflops']:.3f} | {mfu} | {r['warmup_seconds']:.1f} |"
-        )
-    return "\n".join(lines)
+        cells.append([r["model"], r["mode"], f"{r['images_per_second']:,.0f}", f"{r['epoch_seconds']:.1f}", f"{r['peak_memory_mib']:.0f}",
+                      f"{r['tflops']:.3f}", mfu, f"{r['warmup_seconds']:.1f}"])
+    headers = ["model", "mode", "images/s", "50,000-image epoch (s)", "peak memory (MiB)", "model TFLOP/s", "MFU", "warm-up (s)"]
+    return title + "\n\n" + markdown_table(cells, headers, align="llrrrrrr")

@@ -53,19 +53,16 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.pyplot as plt
-import matplotlib.ticker
 import torch
 from einops import rearrange
 from torch import nn
 
 from ..attention import keep_attention
-from ..course.i18n import t
 from ..cvt import CvT, CvTBlock, CvTConfig, CvTStageConfig
 from ..pvt import PVT, PVTConfig, SpatialReductionAttention
 from ..swin import Swin, SwinConfig, WindowAttention
 from ..vit import ViT, ViTBlock, ViTConfig
+from ..viz.tables import markdown_table
 from ..windows import window_and_shift
 from .flops import count_flops, count_params, measured_macs
 from .formulas import attention_macs
@@ -76,7 +73,6 @@ __all__ = [
     "AttentionLayer",
     "check_attention_formula",
     "formula_table",
-    "plot_attention_cost",
     "swin_window_size",
     "build_sweep_model",
     "sweep_tokens",
@@ -84,7 +80,6 @@ __all__ = [
     "measure_point",
     "resolution_sweep",
     "sweep_table",
-    "plot_sweep",
     "growth_exponents",
     "write_sweep",
     "load_or_run_sweep",
@@ -107,7 +102,6 @@ SWEEP_MODELS: dict[str, str] = {
 WIDTH = 64
 RESOLUTION_MULTIPLE = 16  # the three-stage models halve a stride-4 map twice
 SWIN_WINDOWS = (7, 8, 6, 5, 4, 3, 2)  # Swin-T's M = 7 first, then the nearest sizes that fit
-MEMORY_FLOOR_MIB = 0.1  # plot_sweep leaves out smaller peaks: page-granular RSS readings, mostly noise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,44 +227,10 @@ def check_attention_formula(
 
 def formula_table(checks: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table of :func:`check_attention_formula` results: layer, map, C, formula, measured, ratio (MACs in millions)."""
-    lines = [
-        "| layer | token map | C | formula (M MACs) | measured (M MACs) | measured / formula |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for c in checks:
-        lines.append(f"| {c['label']} | {c['h']}x{c['w']} | {c['dim']} | {c['formula'] / 1e6:,.2f} | {c['measured'] / 1e6:,.2f} "
-                     f"| {c['ratio']:.4f} |")
-    return "\n".join(lines)
-
-
-def plot_attention_cost(
-    checks: Sequence[Mapping[str, Any]], *, lang: str | None = None, title: str | None = None
-) -> matplotlib.figure.Figure:
-    """Multiply-adds of one attention layer against the number of tokens N: formula as lines, measured as dots.
-
-    Args:
-        checks: :func:`check_attention_formula` results; one line per ``label``, points in order of N.
-        lang, title: language of the text; figure title (default ``t("attn_cost_title")``).
-
-    Raises:
-        ValueError: if ``checks`` is empty.
-    """
-    if not checks:
-        raise ValueError("no formula checks to plot")
-    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
-    for i, label in enumerate(dict.fromkeys(c["label"] for c in checks)):
-        mine = sorted((c for c in checks if c["label"] == label), key=lambda c: c["tokens"])
-        n = [c["tokens"] for c in mine]
-        ax.plot(n, [c["formula"] for c in mine], "-", color=f"C{i}", label=f"{label}")
-        ax.plot(n, [c["measured"] for c in mine], "o", color=f"C{i}", mfc="none", ms=8)
-    ax.plot([], [], "k-", label=t("attn_formula", lang))
-    ax.plot([], [], "ko", mfc="none", label=t("attn_measured", lang))
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set(xlabel=t("attn_tokens", lang), ylabel=t("attn_macs", lang), title=title or t("attn_cost_title", lang))
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    return fig
+    headers = ["layer", "token map", "C", "formula (M MACs)", "measured (M MACs)", "measured / formula"]
+    rows = [[c["label"], f"{c['h']}x{c['w']}", c["dim"], f"{c['formula'] / 1e6:,.2f}", f"{c['measured'] / 1e6:,.2f}", f"{c['ratio']:.4f}"]
+            for c in checks]
+    return markdown_table(rows, headers, align="lrrrrr")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -727,79 +687,15 @@ def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
     Columns: model, image side (pixels), stage-1 tokens N, GFLOPs of the forward pass (1 MAC =
     2 FLOPs), MMACs of one stage-1 attention layer by the formula, time (ms), peak memory (MiB), status.
     """
-    lines = [
-        "| model | resolution (px) | tokens N (stage 1) | GFLOPs / forward | stage-1 attention (M MACs, formula) "
-        "| time (ms) | peak memory (MiB) | status |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+    headers = ["model", "resolution (px)", "tokens N (stage 1)", "GFLOPs / forward", "stage-1 attention (M MACs, formula)",
+               "time (ms)", "peak memory (MiB)", "status"]
+    cells = [
+        [r["model"] + (f" (M={r['window_size']})" if r.get("window_size") else ""), r["resolution"], r["tokens"],
+         _fmt(r.get("flops") and r["flops"] / 1e9, ".3g"), _fmt(r.get("attention_macs") and r["attention_macs"] / 1e6, ".4g"),
+         _fmt(r.get("ms"), ".1f"), _fmt(r.get("peak_mib"), ".1f"), r["status"]]
+        for r in rows
     ]
-    for r in rows:
-        name = r["model"] + (f" (M={r['window_size']})" if r.get("window_size") else "")
-        lines.append(
-            f"| {name} | {r['resolution']} | {r['tokens']} | {_fmt(r.get('flops') and r['flops'] / 1e9, '.3g')} "
-            f"| {_fmt(r.get('attention_macs') and r['attention_macs'] / 1e6, '.4g')} | {_fmt(r.get('ms'), '.1f')} "
-            f"| {_fmt(r.get('peak_mib'), '.1f')} | {r['status']} |"
-        )
-    return "\n".join(lines)
-
-
-def plot_sweep(
-    rows: Sequence[Mapping[str, Any]], lang: str | None = None, title: str | None = None
-) -> matplotlib.figure.Figure:
-    """FLOPs, time and peak memory of a forward pass against the image side, log-log, one line per model.
-
-    FLOPs are drawn for every point (they are counted, not measured, so also where the run
-    failed; those points are hollow). In the time and memory panels a point that ran out of
-    memory or time is an x near the top, labelled ``OOM`` or ``timeout``; memory values below
-    :data:`MEMORY_FLOOR_MIB` (0.1 MiB, where the CPU's resident-set measurement is mostly noise)
-    are left out of the log axis (they stay in the table). A panel with nothing to draw keeps a linear axis.
-
-    Args:
-        rows: what :func:`resolution_sweep` returned.
-        lang: "pt", "es" or "en"; ``None``: the notebook's language.
-        title: figure title (default: ``t("sweep_title")``).
-
-    Raises:
-        ValueError: if ``rows`` is empty.
-    """
-    if not rows:
-        raise ValueError("no sweep rows to plot")
-    panels = [
-        ("flops", 1e-9, t("sweep_gflops", lang), t("sweep_gflops_title", lang)),
-        ("ms", 1.0, t("sweep_time", lang), t("sweep_time_title", lang)),
-        ("peak_mib", 1.0, t("sweep_memory", lang), t("sweep_memory_title", lang)),
-    ]
-    names = list(dict.fromkeys(r["model"] for r in rows))
-    resolutions = sorted({r["resolution"] for r in rows})
-    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
-    for ax, (key, scale, ylabel, panel_title) in zip(axes, panels):
-        for i, name in enumerate(names):
-            mine = [r for r in rows if r["model"] == name]
-            shown = [r for r in mine if r.get(key) and (r["status"] == "ok" or key == "flops")
-                     and (key != "peak_mib" or r[key] >= MEMORY_FLOOR_MIB)]
-            ax.plot([r["resolution"] for r in shown], [r[key] * scale for r in shown], "-", color=f"C{i}", label=name)
-            for r in shown:
-                ax.plot(r["resolution"], r[key] * scale, "o", color=f"C{i}", mfc=f"C{i}" if r["status"] == "ok" else "white")
-            for r in mine:
-                if r["status"] != "ok" and key != "flops":
-                    ax.plot(r["resolution"], 0.93, "x", ms=9, mew=2, color=f"C{i}", transform=ax.get_xaxis_transform())
-                    ax.annotate(r["status"], (r["resolution"], 0.93), xycoords=("data", "axes fraction"), xytext=(0, -16),
-                                textcoords="offset points", ha="center", fontsize=8, color=f"C{i}")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(resolutions, [str(r) for r in resolutions])
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        if any(len(line.get_ydata()) for line in ax.get_lines() if line.get_marker() == "o"):  # else nothing to log-scale
-            ax.set_yscale("log")
-            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
-            ax.yaxis.set_major_formatter(plain)
-            ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.margins(y=0.15)
-        ax.set(xlabel=t("sweep_resolution", lang), ylabel=ylabel, title=panel_title)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
-    fig.suptitle(title or t("sweep_title", lang))
-    fig.tight_layout()
-    return fig
+    return markdown_table(cells, headers, align="lrrrrrrl")
 
 
 def growth_exponents(rows: Sequence[Mapping[str, Any]], key: str = "flops") -> dict[str, float]:
@@ -827,7 +723,8 @@ def growth_exponents(rows: Sequence[Mapping[str, Any]], key: str = "flops") -> d
 def write_sweep(
     rows: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, *, header: str = "", settings: Mapping[str, Any] | None = None
 ) -> dict[str, Path]:
-    """Write ``cost.md`` (the table), ``cost.json`` (the rows) and ``cost.png`` (:func:`plot_sweep`, English) atomically.
+    """Write ``cost.md`` (the table), ``cost.json`` (the rows) and ``cost.png`` (:func:`cvt_edu.viz.cost.plot_sweep`,
+    English) atomically.
 
     Args:
         rows: what :func:`resolution_sweep` returned.
@@ -838,8 +735,9 @@ def write_sweep(
     Returns:
         ``{"md": path, "json": path, "png": path}``.
     """
-    from ..viz.plots import save_figure
     from ..train.checkpoint import atomic_path, write_json
+    from ..viz.cost import plot_sweep
+    from ..viz.plots import save_figure
 
     out = Path(out_dir)
     paths = {"md": out / "cost.md", "json": out / "cost.json", "png": out / "cost.png"}

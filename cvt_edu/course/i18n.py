@@ -1,515 +1,136 @@
-"""The few words the package writes into figures, in the chapter's language.
+"""The words the package writes into figures, in the chapter's language.
 
-Code cells are the same in both languages, so a notebook never spells out a label: it asks
-:func:`t` for it, and the language comes from :func:`cvt_edu.course.quiz.notebook_language`.
+The texts are data, one JSON file per language in ``cvt_edu/course/strings/`` (``pt.json``,
+``es.json``, and ``en.json`` for the figures the command line saves): key -> text, where a text
+may hold ``{placeholders}`` filled in by :func:`t`. Every file has the same keys and, per key,
+the same placeholders (a test checks it). CIFAR-10's class names are there too, as
+``class_<name>`` (see :func:`class_names`).
+
+Code cells are the same in both languages, so a notebook never spells out a label: it passes
+``lang=LANG`` (``LANG = notebook_language()``) to the figure functions, which ask :func:`t`.
 """
 
 from __future__ import annotations
 
-__all__ = ["STRINGS", "CLASS_NAMES", "t", "class_names"]
+import functools
+import json
+import os
+import string
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
 
-STRINGS: dict[str, dict[str, str]] = {
-    "pt": {
-        "epoch": "época",
-        "loss": "perda (entropia cruzada, nats)",
-        "accuracy": "acurácia (%)",
-        "train": "treino",
-        "test": "teste",
-        "learning_curves": "Curvas de aprendizado",
-        "loss_title": "Perda",
-        "accuracy_title": "Acurácia",
-        "test_accuracy": "acurácia de teste (%)",
-        "params_m": "parâmetros (milhões)",
-        "throughput": "vazão de treino (imagens/s)",
-        "confusion": "Matriz de confusão",
-        "true_class": "classe verdadeira",
-        "predicted_class": "classe prevista",
-        "misclassified": "Imagens de teste classificadas errado (verdadeira -> prevista)",
-        "cifar_images": "Imagens do CIFAR-10",
-        "comparison": "ViT vs CvT",
-        "train_fraction": "imagens de treino usadas (% de {n})",
-        "data_fraction": "Acurácia de teste conforme a quantidade de dados",
-        # chapters 6-8
-        "sweep_title": "Custo de um forward conforme a resolução",
-        "sweep_resolution": "lado da imagem (pixels, escala log)",
-        "sweep_gflops": "GFLOPs por forward (escala log)",
-        "sweep_gflops_title": "FLOPs (contados)",
-        "sweep_time": "tempo de um forward (ms, escala log)",
-        "sweep_time_title": "Tempo (medido)",
-        "sweep_memory": "pico de memória (MiB, escala log)",
-        "sweep_memory_title": "Memória (medida)",
-        "win_title": "Partição em janelas do Swin",
-        "win_image": "mapa de {th}×{tw} tokens (patches de {p}×{p} px)\njanelas de {m}×{m} tokens",
-        "win_tiles": "saída de window_partition: {n} janelas\nforma {shape}",
-        "shift_title": "Janelas deslocadas (em cima) e como o Swin as calcula com o deslocamento cíclico (embaixo)",
-        "shift_displaced": "s = {s}: {n} janelas deslocadas",
-        "shift_rolled": "após cyclic_shift: {n} janelas M×M",
-        "mask_title": "Máscara das janelas deslocadas: mapa {h}×{w}, M = {m}, s = {s} (linhas: queries; colunas: keys)",
-        "mask_window": "janela {k}: {b} bloqueados",
-        "mask_allowed": "pode atender (0)",
-        "mask_blocked": "bloqueado (-100)",
-        "rpi_title": "Índice da posição relativa numa janela de M = {m}: {n} vieses aprendidos por cabeça",
-        "rpi_table": "tabela inteira ({n}×{n} pares de tokens)",
-        "rpi_query": "token da query i",
-        "rpi_key": "token da key j",
-        "rpi_index": "linha de B̂ (0 a {k})",
-        "rpi_row": "query {i} (linha {y}, coluna {x}): o índice de cada key",
-        "merge_title": "Patch merging: cada grupo 2×2 vira um token (4C números, depois linear para 2C)",
-        "merge_before": "antes: mapa {h}×{w}, tokens numerados",
-        "merge_after": "depois: mapa {h}×{w}, tokens concatenados nesta ordem",
-        "sr_title": "Redução espacial: as keys e values que a atenção enxerga",
-        "sr_panel": "R = {r}: {h}×{w} = {n} K/V para {q} queries",
-        "maps_title": "Mapas de tokens por estágio (cores: 3 componentes principais)",
-        "maps_image": "imagem {h}×{w}",
-        "maps_stage": "estágio {i}: {h}×{w} tokens, C = {c}",
-        "attn_cost_title": "Custo de uma camada de atenção conforme o número de tokens",
-        "attn_tokens": "tokens N = h·w (escala log)",
-        "attn_macs": "multiplicações-somas (escala log)",
-        "attn_formula": "fórmula",
-        "attn_measured": "medido (FlopCounterMode)",
-        # chapters 0-2
-        "first_batch": "Um lote de treino como o modelo o vê (recorte aleatório e espelhamento)",
-        "patch_grid_title": "A mesma imagem cortada em patches de vários tamanhos",
-        "patch_grid_panel": "P = {p}: N = {n} patches",
-        "patch_sequence_title": "A imagem como uma sequência de patches de {p}×{p}",
-        "patch_numbered": "patches numerados na ordem da sequência",
-        "patch_matrix": "a sequência x_p: uma linha por patch",
-        "patch_vector_axis": "posição no patch achatado (P·P·C valores)",
-        "token_index": "índice do patch (token)",
-        "num_tokens_title": "Comprimento da sequência N = HW/P²",
-        "patch_size_px": "tamanho do patch P (pixels)",
-        "num_tokens_log": "número de tokens N (escala log)",
-        "image_side": "imagem {s}×{s}",
-        "widget_title": "P = {p}: N = {n} patches de P·P·C = {d} números",
-        "pos_sim_title": "Similaridade de cosseno entre embeddings posicionais",
-        "patch_column": "coluna do patch",
-        "patch_row": "linha do patch",
-        "cosine_similarity": "similaridade de cosseno",
-        "pos_random": "aprendidos, antes do treino (aleatórios)",
-        "pos_sincos": "seno-cosseno 2-D (fixos)",
-        "attention_step_title": "Camada 1, cabeça 1: de escores a pesos de atenção",
-        "scores": "escores QKᵀ/√d",
-        "softmax_weights": "pesos softmax(QKᵀ/√d)",
-        "key_token": "token de chave j",
-        "query_token": "token de consulta i",
-        "heads_title": "As {h} cabeças da camada {l}",
-        "head_n": "cabeça {h}",
-        "layer_n": "camada {l}",
-        "layer": "camada",
-        "mean_heads": "média das cabeças",
-        "cls_attention_title": "Atenção do [CLS] a cada patch, por camada e cabeça",
-        "attention_distance_title": "Distância média de atenção de cada cabeça",
-        "attention_distance_px": "distância média de atenção (pixels)",
-        "uniform_attention": "atenção uniforme",
-        "rollout_title": "Attention rollout: de onde vem a informação do [CLS]",
-        "time_title": "Tempo da autoatenção (uma camada, 4 cabeças, C = 128, CPU)",
-        "num_tokens": "número de tokens N",
-        "time_ms": "tempo por passada (ms, escala log)",
-        "measured": "medido",
-        "n_squared": "proporcional a N²",
-        "original_image": "imagem original",
-        "shuffled_patches": "os mesmos patches, embaralhados",
-        "shuffle_title": "Sem embedding posicional, o [CLS] vê estas duas imagens do mesmo jeito",
-        "rollout_caption": "verdadeira → prevista",
-        "pos_trained": "aprendidos pelo vit-tiny treinado",
-        # chapters 3, 4, 9
-        "rf_title": "Quais pixels formam cada token",
-        "rf_subtitle": "mapa de {h}x{w} tokens",
-        "rf_explore": "Explore: kernel, stride e padding",
-        "x_pixels": "x (pixels)",
-        "y_pixels": "y (pixels)",
-        "stage": "estágio",
-        "block": "bloco",
-        "embedding": "embedding",
-        "image": "imagem",
-        "stage_windows_title": "Pixels lidos por um token de cada estágio do cvt-tiny (só as convoluções de embedding)",
-        "token_maps_title": "Mapas de tokens do cvt-tiny treinado (3 componentes principais como RGB)",
-        "shifted_images": "Imagem de teste deslocada para baixo e para a direita",
-        "shift_caption": "{mode}, {shift} px",
-        "circular": "circular",
-        "zeros": "com zeros",
-        "eq_follow": "F(x deslocada) vs F(x) deslocado",
-        "eq_stay": "F(x deslocada) vs F(x)",
-        "eq_title": "Os mapas de tokens acompanham um deslocamento circular de {shift} pixels?",
-        "relative_difference": "diferença relativa",
-        "error_maps_title": "Onde o mapa não acompanha o deslocamento (diferença por token)",
-        "shift_sweep_title": "Imagens de teste deslocadas",
-        "shift_px": "deslocamento (pixels)",
-        "unchanged_predictions": "previsões inalteradas (%)",
-        "original": "original",
-        "shuffled": "embaralhada {p}x{p}",
-        "patch_shuffle_title": "Patches embaralhados: quem usa a posição dos patches?",
-        "cost_title": "Custo de uma camada de atenção (C = {dim})",
-        "map_side": "lado do mapa de tokens (tokens)",
-        "macs_m": "multiplicações-somas (milhões)",
-        "term_conv": "convoluções em profundidade",
-        "term_linear": "projeções lineares W^Q, W^K, W^V, W^O",
-        "term_attention": "Q K^T e soma ponderada de V",
-        "terms_title": "Onde está o custo: mapa {h}x{w}, C = {dim}, stride_kv = {s}",
-        "ablation_title": "Ablação da projeção no cvt-tiny ({epochs} épocas no CIFAR-10 mini)",
-        "accuracy_2se": "acurácia de teste (%; barra: ±2 erros-padrão)",
-        "macs_per_image": "multiplicações-somas por imagem (milhões)",
-        "train_time": "tempo de treino (s)",
-        "query_attention_title": "Para onde olha uma query do estágio 1 (média das cabeças)",
-        "keys_subtitle": "{h}x{w} chaves",
-        "pretrained_loaded": "Pesos pré-treinados carregados de {name}: {n} classes do ImageNet.",
-        "pretrained_offline": (
-            "ATENÇÃO: não foi possível baixar {name} ({error}).\n"
-            "Seguimos com um {fallback} de pesos ALEATÓRIOS e a mesma forma: "
-            "todo o código roda, mas as previsões não significam nada."
-        ),
-        "weights_pretrained": "pesos pré-treinados",
-        "weights_random": "pesos aleatórios",
-        "predictions_title": "Top-3 do CvT-13 ({weights}) em imagens do CIFAR-10 ampliadas para 224x224",
-        "probability": "probabilidade (%)",
-        "finetuned_title": "CvT-13 após o ajuste fino ({weights}): classe verdadeira e top-2",
-        "true_prefix": "verdadeira: {label}",
-    },
-    "es": {
-        "epoch": "época",
-        "loss": "pérdida (entropía cruzada, nats)",
-        "accuracy": "exactitud (%)",
-        "train": "entrenamiento",
-        "test": "prueba",
-        "learning_curves": "Curvas de aprendizaje",
-        "loss_title": "Pérdida",
-        "accuracy_title": "Exactitud",
-        "test_accuracy": "exactitud de prueba (%)",
-        "params_m": "parámetros (millones)",
-        "throughput": "rendimiento de entrenamiento (imágenes/s)",
-        "confusion": "Matriz de confusión",
-        "true_class": "clase verdadera",
-        "predicted_class": "clase predicha",
-        "misclassified": "Imágenes de prueba mal clasificadas (verdadera -> predicha)",
-        "cifar_images": "Imágenes de CIFAR-10",
-        "comparison": "ViT vs CvT",
-        "train_fraction": "imágenes de entrenamiento usadas (% de {n})",
-        "data_fraction": "Exactitud de prueba según la cantidad de datos",
-        # chapters 6-8
-        "sweep_title": "Costo de un forward según la resolución",
-        "sweep_resolution": "lado de la imagen (píxeles, escala log)",
-        "sweep_gflops": "GFLOPs por forward (escala log)",
-        "sweep_gflops_title": "FLOPs (contados)",
-        "sweep_time": "tiempo de un forward (ms, escala log)",
-        "sweep_time_title": "Tiempo (medido)",
-        "sweep_memory": "pico de memoria (MiB, escala log)",
-        "sweep_memory_title": "Memoria (medida)",
-        "win_title": "Partición en ventanas de Swin",
-        "win_image": "mapa de {th}×{tw} tokens (parches de {p}×{p} px)\nventanas de {m}×{m} tokens",
-        "win_tiles": "salida de window_partition: {n} ventanas\nforma {shape}",
-        "shift_title": "Ventanas desplazadas (arriba) y cómo Swin las calcula con el desplazamiento cíclico (abajo)",
-        "shift_displaced": "s = {s}: {n} ventanas desplazadas",
-        "shift_rolled": "tras cyclic_shift: {n} ventanas M×M",
-        "mask_title": "Máscara de las ventanas desplazadas: mapa {h}×{w}, M = {m}, s = {s} (filas: queries; columnas: keys)",
-        "mask_window": "ventana {k}: {b} bloqueados",
-        "mask_allowed": "puede atender (0)",
-        "mask_blocked": "bloqueado (-100)",
-        "rpi_title": "Índice de posición relativa en una ventana de M = {m}: {n} sesgos aprendidos por cabeza",
-        "rpi_table": "tabla completa ({n}×{n} pares de tokens)",
-        "rpi_query": "token query i",
-        "rpi_key": "token key j",
-        "rpi_index": "fila de B̂ (0 a {k})",
-        "rpi_row": "query {i} (fila {y}, columna {x}): el índice de cada key",
-        "merge_title": "Patch merging: cada grupo 2×2 se vuelve un token (4C números, luego lineal a 2C)",
-        "merge_before": "antes: mapa {h}×{w}, tokens numerados",
-        "merge_after": "después: mapa {h}×{w}, tokens concatenados en este orden",
-        "sr_title": "Reducción espacial: las keys y values que ve la atención",
-        "sr_panel": "R = {r}: {h}×{w} = {n} K/V para {q} queries",
-        "maps_title": "Mapas de tokens por etapa (colores: 3 componentes principales)",
-        "maps_image": "imagen {h}×{w}",
-        "maps_stage": "etapa {i}: {h}×{w} tokens, C = {c}",
-        "attn_cost_title": "Costo de una capa de atención según el número de tokens",
-        "attn_tokens": "tokens N = h·w (escala log)",
-        "attn_macs": "multiplicaciones-sumas (escala log)",
-        "attn_formula": "fórmula",
-        "attn_measured": "medido (FlopCounterMode)",
-        # chapters 0-2
-        "first_batch": "Un lote de entrenamiento tal como lo ve el modelo (recorte aleatorio y volteo)",
-        "patch_grid_title": "La misma imagen cortada en parches de varios tamaños",
-        "patch_grid_panel": "P = {p}: N = {n} parches",
-        "patch_sequence_title": "La imagen como una secuencia de parches de {p}×{p}",
-        "patch_numbered": "parches numerados en el orden de la secuencia",
-        "patch_matrix": "la secuencia x_p: una fila por parche",
-        "patch_vector_axis": "posición en el parche aplanado (P·P·C valores)",
-        "token_index": "índice del parche (token)",
-        "num_tokens_title": "Longitud de la secuencia N = HW/P²",
-        "patch_size_px": "tamaño del parche P (píxeles)",
-        "num_tokens_log": "número de tokens N (escala log)",
-        "image_side": "imagen {s}×{s}",
-        "widget_title": "P = {p}: N = {n} parches de P·P·C = {d} números",
-        "pos_sim_title": "Similitud coseno entre embeddings posicionales",
-        "patch_column": "columna del parche",
-        "patch_row": "fila del parche",
-        "cosine_similarity": "similitud coseno",
-        "pos_random": "aprendidos, antes del entrenamiento (aleatorios)",
-        "pos_sincos": "seno-coseno 2-D (fijos)",
-        "attention_step_title": "Capa 1, cabeza 1: de puntajes a pesos de atención",
-        "scores": "puntajes QKᵀ/√d",
-        "softmax_weights": "pesos softmax(QKᵀ/√d)",
-        "key_token": "token de clave j",
-        "query_token": "token de consulta i",
-        "heads_title": "Las {h} cabezas de la capa {l}",
-        "head_n": "cabeza {h}",
-        "layer_n": "capa {l}",
-        "layer": "capa",
-        "mean_heads": "promedio de cabezas",
-        "cls_attention_title": "Atención del [CLS] a cada parche, por capa y cabeza",
-        "attention_distance_title": "Distancia media de atención de cada cabeza",
-        "attention_distance_px": "distancia media de atención (píxeles)",
-        "uniform_attention": "atención uniforme",
-        "rollout_title": "Attention rollout: de dónde viene la información del [CLS]",
-        "time_title": "Tiempo de la autoatención (una capa, 4 cabezas, C = 128, CPU)",
-        "num_tokens": "número de tokens N",
-        "time_ms": "tiempo por pasada (ms, escala log)",
-        "measured": "medido",
-        "n_squared": "proporcional a N²",
-        "original_image": "imagen original",
-        "shuffled_patches": "los mismos parches, mezclados",
-        "shuffle_title": "Sin embedding posicional, el [CLS] ve estas dos imágenes de la misma forma",
-        "rollout_caption": "verdadera → predicha",
-        "pos_trained": "aprendidos por el vit-tiny entrenado",
-        # chapters 3, 4, 9
-        "rf_title": "Qué píxeles forman cada token",
-        "rf_subtitle": "mapa de {h}x{w} tokens",
-        "rf_explore": "Explora: kernel, stride y padding",
-        "x_pixels": "x (píxeles)",
-        "y_pixels": "y (píxeles)",
-        "stage": "etapa",
-        "block": "bloque",
-        "embedding": "embedding",
-        "image": "imagen",
-        "stage_windows_title": "Píxeles que lee un token de cada etapa del cvt-tiny (solo las convoluciones de embedding)",
-        "token_maps_title": "Mapas de tokens del cvt-tiny entrenado (3 componentes principales como RGB)",
-        "shifted_images": "Imagen de prueba desplazada hacia abajo y a la derecha",
-        "shift_caption": "{mode}, {shift} px",
-        "circular": "circular",
-        "zeros": "con ceros",
-        "eq_follow": "F(x desplazada) vs F(x) desplazado",
-        "eq_stay": "F(x desplazada) vs F(x)",
-        "eq_title": "¿Los mapas de tokens siguen un desplazamiento circular de {shift} píxeles?",
-        "relative_difference": "diferencia relativa",
-        "error_maps_title": "Dónde el mapa no sigue el desplazamiento (diferencia por token)",
-        "shift_sweep_title": "Imágenes de prueba desplazadas",
-        "shift_px": "desplazamiento (píxeles)",
-        "unchanged_predictions": "predicciones sin cambio (%)",
-        "original": "original",
-        "shuffled": "mezclada {p}x{p}",
-        "patch_shuffle_title": "Parches mezclados: ¿quién usa la posición de los parches?",
-        "cost_title": "Costo de una capa de atención (C = {dim})",
-        "map_side": "lado del mapa de tokens (tokens)",
-        "macs_m": "multiplicaciones-sumas (millones)",
-        "term_conv": "convoluciones en profundidad",
-        "term_linear": "proyecciones lineales W^Q, W^K, W^V, W^O",
-        "term_attention": "Q K^T y suma ponderada de V",
-        "terms_title": "Dónde está el costo: mapa {h}x{w}, C = {dim}, stride_kv = {s}",
-        "ablation_title": "Ablación de la proyección en cvt-tiny ({epochs} épocas en CIFAR-10 mini)",
-        "accuracy_2se": "exactitud de prueba (%; barra: ±2 errores estándar)",
-        "macs_per_image": "multiplicaciones-sumas por imagen (millones)",
-        "train_time": "tiempo de entrenamiento (s)",
-        "query_attention_title": "Hacia dónde mira una query de la etapa 1 (promedio de las cabezas)",
-        "keys_subtitle": "{h}x{w} claves",
-        "pretrained_loaded": "Pesos preentrenados cargados desde {name}: {n} clases de ImageNet.",
-        "pretrained_offline": (
-            "ATENCIÓN: no se pudo descargar {name} ({error}).\n"
-            "Seguimos con un {fallback} de pesos ALEATORIOS y la misma forma: "
-            "todo el código corre, pero las predicciones no significan nada."
-        ),
-        "weights_pretrained": "pesos preentrenados",
-        "weights_random": "pesos aleatorios",
-        "predictions_title": "Top-3 del CvT-13 ({weights}) en imágenes de CIFAR-10 ampliadas a 224x224",
-        "probability": "probabilidad (%)",
-        "finetuned_title": "CvT-13 tras el ajuste fino ({weights}): clase verdadera y top-2",
-        "true_prefix": "verdadera: {label}",
-    },
-    "en": {
-        "epoch": "epoch",
-        "loss": "cross-entropy loss (nats)",
-        "accuracy": "accuracy (%)",
-        "train": "train",
-        "test": "test",
-        "learning_curves": "Learning curves",
-        "loss_title": "Loss",
-        "accuracy_title": "Accuracy",
-        "test_accuracy": "test accuracy (%)",
-        "params_m": "parameters (millions)",
-        "throughput": "training throughput (images/s)",
-        "confusion": "Confusion matrix",
-        "true_class": "true class",
-        "predicted_class": "predicted class",
-        "misclassified": "Misclassified test images (true -> predicted)",
-        "cifar_images": "CIFAR-10 images",
-        "comparison": "ViT vs CvT",
-        "train_fraction": "training images used (% of {n})",
-        "data_fraction": "Test accuracy against the amount of data",
-        # chapters 6-8
-        "sweep_title": "Cost of a forward pass against resolution",
-        "sweep_resolution": "image side (pixels, log scale)",
-        "sweep_gflops": "GFLOPs per forward pass (log scale)",
-        "sweep_gflops_title": "FLOPs (counted)",
-        "sweep_time": "forward time (ms, log scale)",
-        "sweep_time_title": "Time (measured)",
-        "sweep_memory": "peak memory (MiB, log scale)",
-        "sweep_memory_title": "Memory (measured)",
-        "win_title": "Swin's window partition",
-        "win_image": "{th}×{tw} token map ({p}×{p} px patches)\n{m}×{m}-token windows",
-        "win_tiles": "window_partition output: {n} windows\nshape {shape}",
-        "shift_title": "Shifted windows (top) and how Swin computes them with a cyclic shift (bottom)",
-        "shift_displaced": "s = {s}: {n} shifted windows",
-        "shift_rolled": "after cyclic_shift: {n} M×M windows",
-        "mask_title": "Shifted-window mask: {h}×{w} map, M = {m}, s = {s} (rows: queries; columns: keys)",
-        "mask_window": "window {k}: {b} blocked",
-        "mask_allowed": "may attend (0)",
-        "mask_blocked": "blocked (-100)",
-        "rpi_title": "Relative position index in an M = {m} window: {n} learned biases per head",
-        "rpi_table": "whole table ({n}×{n} token pairs)",
-        "rpi_query": "query token i",
-        "rpi_key": "key token j",
-        "rpi_index": "row of B̂ (0 to {k})",
-        "rpi_row": "query {i} (row {y}, column {x}): the index of every key",
-        "merge_title": "Patch merging: each 2×2 group becomes one token (4C numbers, then linear to 2C)",
-        "merge_before": "before: {h}×{w} map, numbered tokens",
-        "merge_after": "after: {h}×{w} map, tokens concatenated in this order",
-        "sr_title": "Spatial reduction: the keys and values attention sees",
-        "sr_panel": "R = {r}: {h}×{w} = {n} K/V for {q} queries",
-        "maps_title": "Token maps per stage (colours: 3 principal components)",
-        "maps_image": "image {h}×{w}",
-        "maps_stage": "stage {i}: {h}×{w} tokens, C = {c}",
-        "attn_cost_title": "Cost of one attention layer against the number of tokens",
-        "attn_tokens": "tokens N = h·w (log scale)",
-        "attn_macs": "multiply-adds (log scale)",
-        "attn_formula": "formula",
-        "attn_measured": "measured (FlopCounterMode)",
-        # chapters 0-2
-        "first_batch": "A training batch as the model sees it (random crop and flip)",
-        "patch_grid_title": "The same image cut into patches of several sizes",
-        "patch_grid_panel": "P = {p}: N = {n} patches",
-        "patch_sequence_title": "The image as a sequence of {p}×{p} patches",
-        "patch_numbered": "patches, numbered in sequence order",
-        "patch_matrix": "the sequence x_p: one row per patch",
-        "patch_vector_axis": "position in the flattened patch (P·P·C values)",
-        "token_index": "patch (token) index",
-        "num_tokens_title": "Sequence length N = HW/P²",
-        "patch_size_px": "patch size P (pixels)",
-        "num_tokens_log": "number of tokens N (log scale)",
-        "image_side": "{s}×{s} image",
-        "widget_title": "P = {p}: N = {n} patches of P·P·C = {d} numbers",
-        "pos_sim_title": "Cosine similarity of positional embeddings",
-        "patch_column": "column of the patch",
-        "patch_row": "row of the patch",
-        "cosine_similarity": "cosine similarity",
-        "pos_random": "learned, before training (random)",
-        "pos_sincos": "2-D sine-cosine (fixed)",
-        "attention_step_title": "Layer 1, head 1: from scores to attention weights",
-        "scores": "scores QKᵀ/√d",
-        "softmax_weights": "weights softmax(QKᵀ/√d)",
-        "key_token": "key token j",
-        "query_token": "query token i",
-        "heads_title": "The {h} heads of layer {l}",
-        "head_n": "head {h}",
-        "layer_n": "layer {l}",
-        "layer": "layer",
-        "mean_heads": "mean of heads",
-        "cls_attention_title": "Attention of [CLS] to each patch, per layer and head",
-        "attention_distance_title": "Mean attention distance of each head",
-        "attention_distance_px": "mean attention distance (pixels)",
-        "uniform_attention": "uniform attention",
-        "rollout_title": "Attention rollout: where the [CLS] information comes from",
-        "time_title": "Time of self-attention (one layer, 4 heads, C = 128, CPU)",
-        "num_tokens": "number of tokens N",
-        "time_ms": "time per forward pass (ms, log scale)",
-        "measured": "measured",
-        "n_squared": "proportional to N²",
-        "original_image": "original image",
-        "shuffled_patches": "the same patches, shuffled",
-        "shuffle_title": "Without positional embeddings, [CLS] sees these two images the same way",
-        "rollout_caption": "true → predicted",
-        "pos_trained": "learned by the trained vit-tiny",
-        # chapters 3, 4, 9
-        "rf_title": "Which pixels make each token",
-        "rf_subtitle": "{h}x{w} token map",
-        "rf_explore": "Explore: kernel, stride and padding",
-        "x_pixels": "x (pixels)",
-        "y_pixels": "y (pixels)",
-        "stage": "stage",
-        "block": "block",
-        "embedding": "embedding",
-        "image": "image",
-        "stage_windows_title": "Pixels read by a token of each cvt-tiny stage (embedding convolutions only)",
-        "token_maps_title": "Token maps of the trained cvt-tiny (first 3 principal components as RGB)",
-        "shifted_images": "Test image shifted down and to the right",
-        "shift_caption": "{mode}, {shift} px",
-        "circular": "circular",
-        "zeros": "zero-filled",
-        "eq_follow": "F(shifted x) vs shifted F(x)",
-        "eq_stay": "F(shifted x) vs F(x)",
-        "eq_title": "Do the token maps follow a circular shift of {shift} pixels?",
-        "relative_difference": "relative difference",
-        "error_maps_title": "Where the map does not follow the shift (difference per token)",
-        "shift_sweep_title": "Shifted test images",
-        "shift_px": "shift (pixels)",
-        "unchanged_predictions": "unchanged predictions (%)",
-        "original": "original",
-        "shuffled": "shuffled {p}x{p}",
-        "patch_shuffle_title": "Shuffled patches: who uses where a patch sits?",
-        "cost_title": "Cost of one attention layer (C = {dim})",
-        "map_side": "token map side (tokens)",
-        "macs_m": "multiply-adds (millions)",
-        "term_conv": "depthwise convolutions",
-        "term_linear": "linear maps W^Q, W^K, W^V, W^O",
-        "term_attention": "Q K^T and weighted sum of V",
-        "terms_title": "Where the cost goes: {h}x{w} map, C = {dim}, stride_kv = {s}",
-        "ablation_title": "Projection ablation on cvt-tiny ({epochs} epochs on CIFAR-10 mini)",
-        "accuracy_2se": "test accuracy (%; bar: ±2 standard errors)",
-        "macs_per_image": "multiply-adds per image (millions)",
-        "train_time": "training time (s)",
-        "query_attention_title": "Where one stage-1 query looks (mean over heads)",
-        "keys_subtitle": "{h}x{w} keys",
-        "pretrained_loaded": "Pretrained weights loaded from {name}: {n} ImageNet classes.",
-        "pretrained_offline": (
-            "WARNING: could not download {name} ({error}).\n"
-            "Going on with a {fallback} with RANDOM weights and the same shape: "
-            "all the code runs, but the predictions mean nothing."
-        ),
-        "weights_pretrained": "pretrained weights",
-        "weights_random": "random weights",
-        "predictions_title": "CvT-13 top-3 ({weights}) on CIFAR-10 images upsampled to 224x224",
-        "probability": "probability (%)",
-        "finetuned_title": "CvT-13 after fine-tuning ({weights}): true class and top-2",
-        "true_prefix": "true: {label}",
-    },
-}
+__all__ = ["LANGUAGES", "LANG_ENV", "class_names", "languages", "notebook_language", "placeholders", "strings", "t"]
 
-# CIFAR-10 class names in each language (other data sets keep their folder names).
-CLASS_NAMES: dict[str, dict[str, str]] = {
-    "pt": dict(airplane="avião", automobile="automóvel", bird="pássaro", cat="gato", deer="cervo",
-               dog="cachorro", frog="sapo", horse="cavalo", ship="navio", truck="caminhão"),
-    "es": dict(airplane="avión", automobile="automóvil", bird="pájaro", cat="gato", deer="ciervo",
-               dog="perro", frog="rana", horse="caballo", ship="barco", truck="camión"),
-}
+LANGUAGES = ("pt", "es")  # the chapters' languages; English exists for the command line's figures
+LANG_ENV = "CVT_EDU_LANG"
+_FOLDER = "strings"
 
 
-def class_names(classes: list[str] | tuple[str, ...], lang: str | None = None) -> list[str]:
-    """The class names in ``lang`` where known (CIFAR-10), else unchanged."""
-    if lang is None:
-        from .quiz import notebook_language
+def notebook_language() -> str:
+    """The chapter's language, "pt" or "es".
 
-        lang = notebook_language()
-    names = CLASS_NAMES.get(lang, {})
-    return [names.get(c, c) for c in classes]
+    Taken from ``$CVT_EDU_LANG``; else the notebook's folder (Jupyter runs a notebook in its
+    folder, ``notebooks/pt`` or ``notebooks/es``); else, in Colab, the ``cvt_edu.lang`` field of
+    the open notebook's metadata (asked once per session); else "pt".
+    """
+    lang = os.environ.get(LANG_ENV) or Path.cwd().name
+    if lang in LANGUAGES:
+        return lang
+    return _colab_language()
 
 
-def t(key: str, lang: str | None = None) -> str:
-    """The text of ``key`` in ``lang`` ("pt", "es" or "en"; ``None``: the notebook's language).
+@functools.cache
+def _colab_language() -> str:
+    try:  # Colab runs notebooks in /content; ask the front end for the notebook's metadata
+        from google.colab import _message  # type: ignore[import-not-found]
+
+        notebook = _message.blocking_request("get_ipynb", timeout_sec=10)["ipynb"]
+        lang = notebook["metadata"]["cvt_edu"]["lang"]
+    except Exception:  # noqa: BLE001 - outside Colab, or no metadata: the default language
+        lang = "pt"
+    return lang if lang in LANGUAGES else "pt"
+
+
+@functools.cache
+def languages() -> tuple[str, ...]:
+    """The languages that have a string file, sorted (e.g. ``("en", "es", "pt")``)."""
+    folder = resources.files(__package__) / _FOLDER
+    return tuple(sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json")))
+
+
+def _unique_keys(name: str):
+    def hook(pairs: list[tuple[str, str]]) -> dict[str, str]:
+        table: dict[str, str] = {}
+        for key, text in pairs:
+            if key in table:
+                raise ValueError(f"{name}: key {key!r} is defined twice")
+            table[key] = text
+        return table
+
+    return hook
+
+
+def parse_strings(text: str, name: str) -> dict[str, str]:
+    """One string file's content -> its table, checked: a JSON object of texts, each key once.
 
     Raises:
-        KeyError: for an unknown key or language, naming it.
+        ValueError: naming the file (``name``) and the duplicate key, or what is not a text.
     """
-    if lang is None:
-        from .quiz import notebook_language
+    table = json.loads(text, object_pairs_hook=_unique_keys(name))
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ValueError(f"{name}: expected a JSON object of key -> text")
+    return table
 
-        lang = notebook_language()
-    if lang not in STRINGS:
-        raise KeyError(f"no strings for language {lang!r}; languages: {sorted(STRINGS)}")
-    if key not in STRINGS[lang]:
-        raise KeyError(f"no text {key!r} in language {lang!r}")
-    return STRINGS[lang][key]
+
+@functools.cache
+def strings(lang: str) -> Mapping[str, str]:
+    """The whole table of ``lang``, read once from ``strings/<lang>.json`` (read-only).
+
+    Raises:
+        ValueError: for a language without a string file, naming it and the ones there are.
+    """
+    if lang not in languages():
+        raise ValueError(f"no strings for language {lang!r}; expected one of {list(languages())}")
+    path = resources.files(__package__) / _FOLDER / f"{lang}.json"
+    return MappingProxyType(parse_strings(path.read_text(encoding="utf-8"), f"{_FOLDER}/{lang}.json"))
+
+
+def placeholders(text: str) -> set[str]:
+    """The ``{fields}`` of a text, e.g. ``{"h", "w"}`` for ``"{h}x{w} tokens"``."""
+    return {field for _, field, _, _ in string.Formatter().parse(text) if field}
+
+
+def t(key: str, lang: str | None = None, **fields: object) -> str:
+    """The text of ``key`` in ``lang``, its placeholders filled with ``fields`` when any are given.
+
+    ``t("maps_stage", "pt", i=1, h=16, w=16, c=48)`` -> ``"estágio 1: 16×16 tokens, C = 48"``;
+    without ``fields`` the text comes back as it is, placeholders included.
+
+    Args:
+        key: a key of the string files.
+        lang: "pt", "es" or "en"; ``None``: the notebook's language (:func:`notebook_language`).
+        **fields: values of the text's placeholders (extra ones are ignored).
+
+    Raises:
+        KeyError: for an unknown key, or a placeholder of the text that ``fields`` lacks, naming it.
+        ValueError: for a language without strings.
+    """
+    lang = lang or notebook_language()
+    table = strings(lang)
+    if key not in table:
+        raise KeyError(f"no text {key!r} in language {lang!r} (cvt_edu/course/{_FOLDER}/{lang}.json)")
+    text = table[key]
+    if not fields:
+        return text
+    missing = placeholders(text) - set(fields)
+    if missing:
+        raise KeyError(f"text {key!r} ({lang}) needs the placeholders {sorted(missing)}; got {sorted(fields)}")
+    return text.format(**fields)
+
+
+def class_names(classes: Sequence[str], lang: str | None = None) -> list[str]:
+    """The class names in ``lang`` (``None``: the notebook's) where the table has them (CIFAR-10), else unchanged."""
+    table = strings(lang or notebook_language())
+    return [table.get(f"class_{c}", c) for c in classes]

@@ -13,12 +13,13 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["UI_STRINGS", "REPO_URL", "notebook_language", "quiz_path", "load_quiz", "show_quiz"]
+from .i18n import notebook_language
+
+__all__ = ["REPO_URL", "UI_STRINGS", "load_quiz", "quiz_path", "show_quiz"]
 
 # Where Colab, which opens a notebook without its folder, fetches the quiz files; the same
 # URL as ``repository.url`` in _config.yml and the notebooks' setup cell (a test checks it).
 REPO_URL = "https://github.com/cvt-edu/cvt-edu"
-LANG_ENV = "CVT_EDU_LANG"
 
 # jupyterquiz's fixed interface strings (as JavaScript literals) -> each language's.
 UI_STRINGS: dict[str, dict[str, str]] = {
@@ -39,26 +40,6 @@ UI_STRINGS: dict[str, dict[str, str]] = {
         '"Type your answer here:"': '"Escribe tu respuesta:"',
     },
 }
-
-
-def notebook_language() -> str:
-    """The chapter's language, "pt" or "es".
-
-    Taken from ``$CVT_EDU_LANG``; else the notebook's folder (Jupyter runs a notebook in its
-    folder, ``notebooks/pt`` or ``notebooks/es``); else, in Colab, the ``cvt_edu.lang`` field of
-    the open notebook's metadata; else "pt".
-    """
-    lang = os.environ.get(LANG_ENV) or Path.cwd().name
-    if lang in UI_STRINGS:
-        return lang
-    try:  # Colab runs notebooks in /content; ask the front end for the notebook's metadata
-        from google.colab import _message  # type: ignore[import-not-found]
-
-        notebook = _message.blocking_request("get_ipynb", timeout_sec=10)["ipynb"]
-        lang = notebook["metadata"]["cvt_edu"]["lang"]
-    except Exception:
-        lang = "pt"
-    return lang if lang in UI_STRINGS else "pt"
 
 
 def quiz_path(chapter: str, lang: str) -> str:
@@ -93,7 +74,7 @@ def show_quiz(chapter: str, lang: str | None = None) -> None:
 
     Args:
         chapter: the notebook's name without ``.ipynb``, e.g. ``"05_vit_vs_cvt_cifar10"``.
-        lang: "pt" or "es"; ``None`` uses :func:`notebook_language`.
+        lang: "pt" or "es"; ``None`` uses :func:`cvt_edu.course.i18n.notebook_language`.
 
     Raises:
         ValueError: for another language, or a malformed quiz (see :func:`load_quiz`).

@@ -10,21 +10,16 @@ model and data set:
 - :func:`variant_config` changes every stage of a named config (``dataclasses.replace``);
 - :func:`train_config_model` builds and trains a model from such a config;
 - :func:`attention_terms` splits the cost of one attention layer into its parts;
-- :func:`ablation_table` and :func:`plot_ablation` show the results.
+- :func:`ablation_table` shows the results (their figure: :func:`cvt_edu.viz.plots.plot_ablation`).
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-import matplotlib
-import matplotlib.pyplot as plt
-import torch
 
 from ..cost.flops import count_flops
 from ..cvt import CvTConfig
@@ -33,16 +28,13 @@ from ..train.checkpoint import write_json
 from ..train.data import ImageTensors
 from ..train.env import quick_mode, seed_everything
 from ..train.loop import METRICS, TrainConfig, fit
+from ..viz.tables import markdown_table
 from .stats import accuracy_stderr
 
 __all__ = [
     "variant_config",
     "train_config_model",
     "ablation_table",
-    "plot_ablation",
-    "plot_cost_curves",
-    "plot_attention_terms",
-    "plot_key_attention",
 ]
 
 
@@ -116,155 +108,14 @@ def train_config_model(
 def ablation_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     """A Markdown table: per variant, its projection and K/V stride ("-" for ``"linear"``, which has
     no stride), parameters, multiply-adds, test accuracy with its standard error, training time and throughput."""
-    lines = [
-        "| variant | projection | stride_kv | params (M) | multiply-adds / image (M) | test accuracy (%) | ± 1 s.e. "
-        "| training time (s) | images/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    headers = ["variant", "projection", "stride_kv", "params (M)", "multiply-adds / image (M)", "test accuracy (%)", "± 1 s.e.",
+               "training time (s)", "images/s"]
+    rows = []
     for name, m in results.items():
         stage = m["model_config"]["stages"][0] if "model_config" in m else {}
         se = accuracy_stderr(m["test_accuracy"], m["n_test"])
         stride = "-" if stage.get("projection") == "linear" else stage.get("stride_kv", "?")  # linear does not squeeze
-        lines.append(
-            f"| {name} | {stage.get('projection', '?')} | {stride} | {m['params'] / 1e6:.3f} "
-            f"| {m['macs'] / 1e6:.1f} | {100 * m['test_accuracy']:.1f} | {100 * se:.1f} | {m['seconds']:.0f} "
-            f"| {m['images_per_second'] or 0:.0f} |"
-        )
-    return "\n".join(lines)
+        rows.append([name, stage.get("projection", "?"), stride, f"{m['params'] / 1e6:.3f}", f"{m['macs'] / 1e6:.1f}",
+                     f"{100 * m['test_accuracy']:.1f}", f"{100 * se:.1f}", f"{m['seconds']:.0f}", f"{m['images_per_second'] or 0:.0f}"])
+    return markdown_table(rows, headers, align="llrrrrrrr")
 
-
-def plot_ablation(
-    results: Mapping[str, Mapping[str, Any]],
-    *,
-    title: str = "Ablation of the projection",
-    accuracy_label: str = "test accuracy (%)",
-    macs_label: str = "multiply-adds per image (millions)",
-    time_label: str = "training time (s)",
-) -> matplotlib.figure.Figure:
-    """Three bar panels per variant: test accuracy with a 2-standard-error bar, multiply-adds, training time.
-
-    Args:
-        results: variant name -> its metrics (``test_accuracy``, ``n_test``, ``macs``, ``seconds``).
-        title and the three labels: the figure's words.
-    """
-    names = list(results)
-    colors = [f"C{i}" for i in range(len(names))]
-    acc = [100 * results[n]["test_accuracy"] for n in names]
-    err = [200 * accuracy_stderr(results[n]["test_accuracy"], results[n]["n_test"]) for n in names]
-    panels = [
-        (accuracy_label, acc, err),
-        (macs_label, [results[n]["macs"] / 1e6 for n in names], None),
-        (time_label, [results[n]["seconds"] for n in names], None),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, (label, values, yerr) in zip(axes, panels):
-        bars = ax.bar(names, values, yerr=yerr, capsize=4, color=colors)
-        ax.bar_label(bars, fmt="%.1f", fontsize=8, label_type="center")
-        ax.set(ylabel=label)
-        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_cost_curves(
-    sides: Sequence[int],
-    curves: Mapping[str, Sequence[float]],
-    *,
-    title: str = "Cost of one attention layer",
-    xlabel: str = "token map side (tokens)",
-    ylabel: str = "multiply-adds (millions)",
-) -> matplotlib.figure.Figure:
-    """Cost against the token-map side, one line per kind of projection, log-scaled y axis.
-
-    Args:
-        sides: the map sides h = w.
-        curves: label -> multiply-adds for each side (e.g. from :func:`cvt_edu.cost.formulas.attention_macs`).
-    """
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (label, values) in enumerate(curves.items()):
-        ax.plot(list(sides), [v / 1e6 for v in values], marker="o", ms=4, color=f"C{i}", label=label)
-    ax.set_yscale("log")
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_attention_terms(
-    terms: Mapping[str, Mapping[str, int]],
-    *,
-    term_labels: Mapping[str, str] | None = None,
-    title: str = "Where the cost of one attention layer goes",
-    ylabel: str = "multiply-adds (millions)",
-) -> matplotlib.figure.Figure:
-    """Stacked bars of the parts of :func:`attention_terms`, one bar per kind of projection.
-
-    Args:
-        terms: bar label -> the output of :func:`attention_terms`.
-        term_labels: part (``"conv"``, ``"linear"``, ``"attention"``) -> its name in the legend.
-        title, ylabel: the figure's words.
-    """
-    names = list(terms)
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    bottom = [0.0] * len(names)
-    for i, part in enumerate(("conv", "linear", "attention")):
-        values = [terms[n][part] / 1e6 for n in names]
-        ax.bar(names, values, bottom=bottom, color=f"C{i}", label=(term_labels or {}).get(part, part))
-        bottom = [b + v for b, v in zip(bottom, values)]
-    for x, total in enumerate(bottom):
-        ax.annotate(f"{total:.1f}", (x, total), ha="center", va="bottom", fontsize=8)
-    ax.set(title=title, ylabel=ylabel)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_key_attention(
-    image: torch.Tensor,
-    weights: Mapping[str, torch.Tensor],
-    query: tuple[int, int],
-    query_map: tuple[int, int],
-    *,
-    title: str = "Where one query looks",
-    subtitle: str = "{h}x{w} keys",
-) -> matplotlib.figure.Figure:
-    """The image with one query token marked, and that query's attention over the keys of each model.
-
-    Args:
-        image: uint8 image (3, H, W).
-        weights: label -> attention weights of one layer and one image, shape (h, N_q, N_k) (heads
-            are averaged) with N_q = H_q W_q (+1 for a [CLS] token, left out) and N_k a square
-            number of keys (+1 for [CLS], left out).
-        query: (row, column) of the query on the H_q x W_q query map given by ``query_map``.
-        query_map: (H_q, W_q).
-        title: figure title; subtitle: under each panel, formatted with the key map size ``h``, ``w``.
-
-    Raises:
-        ValueError: if the number of queries or keys does not fit a map.
-    """
-    hq, wq = query_map
-    fig, axes = plt.subplots(1, 1 + len(weights), figsize=(2.8 * (1 + len(weights)), 3.2))
-    height, width = image.shape[1:]
-    axes[0].imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
-    sy, sx = height / hq, width / wq
-    axes[0].add_patch(plt.Rectangle((query[1] * sx - 0.5, query[0] * sy - 0.5), sx, sy, fill=False, ec="red", lw=2))
-    axes[0].axis("off")
-    for ax, (label, w) in zip(axes[1:], weights.items()):
-        w = w.float().mean(0)
-        n_cls = w.shape[0] - hq * wq
-        if n_cls not in (0, 1):
-            raise ValueError(f"{w.shape[0]} queries do not fit a {hq}x{wq} map")
-        row = w[n_cls + query[0] * wq + query[1], n_cls:]
-        side = math.isqrt(row.numel())
-        if side * side != row.numel():
-            raise ValueError(f"{row.numel()} keys do not form a square map")
-        ax.imshow(row.reshape(side, side).cpu().numpy(), cmap="magma", interpolation="nearest")
-        ax.set_title(f"{label}\n{subtitle.format(h=side, w=side)}", fontsize=9)
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    return fig

@@ -11,8 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-
 from ..cost.flops import count_flops
 from ..models import build_model
 from ..train.checkpoint import atomic_path, write_json
@@ -20,6 +18,7 @@ from ..train.data import ImageTensors
 from ..train.env import quick_mode, seed_everything
 from ..train.loop import METRICS, TrainConfig, fit
 from ..viz.plots import plot_comparison, plot_curves, save_figure
+from ..viz.tables import markdown_table
 
 __all__ = ["train_model", "compare", "comparison_table", "data_fraction_study"]
 
@@ -59,16 +58,11 @@ def train_model(
 
 def comparison_table(results: dict[str, dict[str, Any]]) -> str:
     """A Markdown table of params, FLOPs, test accuracy, training time and throughput per model."""
-    lines = [
-        "| model | params (M) | FLOPs / image (M, 1 MAC = 2 FLOPs) | test accuracy (%) | training time (s) | training images/s | epochs |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, m in results.items():
-        lines.append(
-            f"| {name} | {m['params'] / 1e6:.2f} | {m['flops'] / 1e6:.1f} | {100 * m['test_accuracy']:.1f} "
-            f"| {m['seconds']:.1f} | {m['images_per_second'] or 0:.0f} | {m['epochs']} |"
-        )
-    return "\n".join(lines)
+    headers = ["model", "params (M)", "FLOPs / image (M, 1 MAC = 2 FLOPs)", "test accuracy (%)", "training time (s)",
+               "training images/s", "epochs"]
+    rows = [[name, f"{m['params'] / 1e6:.2f}", f"{m['flops'] / 1e6:.1f}", f"{100 * m['test_accuracy']:.1f}", f"{m['seconds']:.1f}",
+             f"{m['images_per_second'] or 0:.0f}", m["epochs"]] for name, m in results.items()]
+    return markdown_table(rows, headers, align="lrrrrrr")
 
 
 def compare(

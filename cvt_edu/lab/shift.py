@@ -5,7 +5,8 @@ embedding and convolutional projection see a token's neighbours, so a shifted ob
 (almost) the same tokens, shifted. ViT adds a learned positional embedding to every patch
 (Dosovitskiy et al., ICLR 2021, Eq. 1): the same object at another place gets other tokens.
 This module shifts images, reads the token maps of both models, measures how far the maps
-*follow* the shift, and how predictions change when test images are shifted.
+*follow* the shift, and how predictions change when test images are shifted. Its figures are in
+:mod:`cvt_edu.viz.shift`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import matplotlib
-import matplotlib.pyplot as plt
 import torch
 from einops import rearrange
 from torch import nn
@@ -32,11 +31,6 @@ __all__ = [
     "equivariance_errors",
     "prediction_changes",
     "shift_sweep",
-    "show_shifted",
-    "plot_equivariance",
-    "plot_error_maps",
-    "plot_prediction_changes",
-    "plot_shift_sweep",
 ]
 
 SHIFT_MODES = ("circular", "zeros")
@@ -250,143 +244,3 @@ def shift_sweep(
     changes = prediction_changes(model, data, {str(s): shift_images(data.images, s, mode) for s in shifts}, batch_size=batch_size)
     return [dict(shift=s, **changes[str(s)]) for s in shifts]
 
-
-def show_shifted(
-    image: torch.Tensor,
-    shifts: Sequence[int],
-    modes: Mapping[str, str],
-    *,
-    title: str = "Shifted images",
-    caption: str = "{mode}, {shift} px",
-) -> matplotlib.figure.Figure:
-    """One image shifted by each value in ``shifts``, one row per mode.
-
-    Args:
-        image: uint8 image (3, H, W).
-        shifts: shifts s in pixels (down and right).
-        modes: shift mode (``"circular"``, ``"zeros"``) -> its label in the figure.
-        title: figure title; caption: panel caption, formatted with ``mode`` (the label) and ``shift``.
-    """
-    fig, axes = plt.subplots(len(modes), len(shifts), figsize=(1.9 * len(shifts), 2.1 * len(modes)), squeeze=False)
-    for row, (mode, label) in zip(axes, modes.items()):
-        for ax, s in zip(row, shifts):
-            ax.imshow(shift_images(image, s, mode).permute(1, 2, 0).numpy(), interpolation="nearest")
-            ax.set_title(caption.format(mode=label, shift=s), fontsize=8)
-            ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_equivariance(
-    errors: Mapping[str, tuple[float, float]],
-    *,
-    legend: tuple[str, str] = ("F(shifted x) vs shifted F(x)", "F(shifted x) vs F(x)"),
-    title: str = "Do the token maps follow the shift?",
-    ylabel: str = "relative difference",
-) -> matplotlib.figure.Figure:
-    """Grouped bars of the two errors of :func:`equivariance_errors` for several token maps.
-
-    Args:
-        errors: bar-group label (e.g. "CvT stage 1") -> (follow, stay).
-        legend: names of the two bars; title, ylabel: figure title and y label.
-    """
-    labels = list(errors)
-    x = torch.arange(len(labels)).numpy()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(labels) + 2), 3.8))
-    for k, (name, offset) in enumerate(zip(legend, (-0.2, 0.2))):
-        bars = ax.bar(x + offset, [errors[n][k] for n in labels], width=0.4, label=name, color=f"C{k}")
-        ax.bar_label(bars, fmt="%.2f", fontsize=7)
-    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
-    ax.set(ylabel=ylabel, title=title)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_error_maps(
-    maps: Mapping[str, torch.Tensor],
-    *,
-    title: str = "Where the token maps fail to follow the shift",
-    colorbar_label: str = "relative difference",
-) -> matplotlib.figure.Figure:
-    """Heat maps of per-token differences (the ``follow_map`` of :func:`equivariance_errors`), one shared colour scale.
-
-    Args:
-        maps: panel label -> a map (h, w).
-        title: figure title; colorbar_label: the colour bar's label.
-    """
-    vmax = max(float(m.max()) for m in maps.values())
-    fig, axes = plt.subplots(1, len(maps), figsize=(2.6 * len(maps) + 1, 2.9), squeeze=False)
-    for ax, (label, m) in zip(axes[0], maps.items()):
-        image = ax.imshow(m.numpy(), cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
-        ax.set_title(f"{label}\n{m.shape[0]}x{m.shape[1]}", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(image, ax=list(axes[0]), label=colorbar_label, shrink=0.85)
-    fig.suptitle(title)
-    return fig
-
-
-def plot_prediction_changes(
-    reports: Mapping[str, Mapping[str, Mapping[str, float]]],
-    *,
-    title: str = "Changed test images",
-    ylabels: tuple[str, str] = ("test accuracy (%)", "unchanged predictions (%)"),
-) -> matplotlib.figure.Figure:
-    """Grouped bars: for each change (x axis), one bar per model; accuracy on the left, consistency on the right.
-
-    Args:
-        reports: model name -> the output of :func:`prediction_changes` (change label -> row).
-        title, ylabels: the figure's words.
-    """
-    models = list(reports)
-    changes = list(next(iter(reports.values())))
-    x = torch.arange(len(changes)).numpy()
-    width = 0.8 / len(models)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9))
-    for ax, key, ylabel in zip(axes, ("accuracy", "consistency"), ylabels):
-        for i, name in enumerate(models):
-            values = [100 * reports[name][c][key] for c in changes]
-            bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width=width, color=f"C{i}", label=name)
-            ax.bar_label(bars, fmt="%.0f", fontsize=7)
-        ax.set_xticks(x, changes, fontsize=8)
-        ax.set(ylabel=ylabel)
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_shift_sweep(
-    sweeps: Mapping[str, Mapping[str, Sequence[Mapping[str, float]]]],
-    *,
-    mode_labels: Mapping[str, str] | None = None,
-    title: str = "Shifted test images",
-    xlabel: str = "shift (pixels)",
-    ylabels: tuple[str, str] = ("test accuracy (%)", "unchanged predictions (%)"),
-) -> matplotlib.figure.Figure:
-    """Accuracy and consistency against the shift, one colour per model, one line style per mode.
-
-    Args:
-        sweeps: model name -> mode -> the rows of :func:`shift_sweep`.
-        mode_labels: mode -> its name in the legend (default: the mode itself).
-        title, xlabel, ylabels: figure title, x label, y labels of the two panels.
-    """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9))
-    styles = ("-", "--", ":")
-    for i, (name, by_mode) in enumerate(sweeps.items()):
-        for j, (mode, rows) in enumerate(by_mode.items()):
-            label = f"{name} ({(mode_labels or {}).get(mode, mode)})"
-            xs = [r["shift"] for r in rows]
-            for ax, key in zip(axes, ("accuracy", "consistency")):
-                ax.plot(xs, [100 * r[key] for r in rows], styles[j % 3], marker="o", ms=4, color=f"C{i}", label=label)
-    for ax, ylabel in zip(axes, ylabels):
-        ax.set(xlabel=xlabel, ylabel=ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

@@ -9,6 +9,7 @@ new classes, and train briefly on the new images, shown to the model the way it 
 
 Without internet the weights cannot be downloaded: :func:`load_or_random` then returns a randomly
 initialised model of the same shape, so that every step still runs (its outputs mean nothing).
+The figures of the predictions are in :mod:`cvt_edu.viz.transfer`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
@@ -34,7 +33,6 @@ from ..train.checkpoint import save_pretrained, write_json
 from ..train.data import ImageTensors, denormalize
 from ..train.env import quick_mode, seed_everything
 from ..train.loop import METRICS, TrainConfig, fit
-from ..viz.plots import image_grid
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -47,8 +45,6 @@ __all__ = [
     "ImageNetInput",
     "replace_head",
     "finetune",
-    "show_predictions",
-    "plot_top_k",
 ]
 
 # Per-channel statistics of ImageNet, pixels in [0, 1]: what CvT-13 saw during its training.
@@ -255,55 +251,3 @@ def finetune(
     write_json(saved, metrics)
     return wrapped, {**metrics, "reused": False}
 
-
-def show_predictions(
-    images: torch.Tensor,
-    predictions: Sequence[Sequence[tuple[str, float]]],
-    *,
-    title: str = "Top predictions",
-    captions: Sequence[str] | None = None,
-    cols: int = 6,
-) -> matplotlib.figure.Figure:
-    """A grid of images, each with its top classes and their probabilities underneath.
-
-    Args:
-        images: uint8 images (N, 3, H, W).
-        predictions: per image, (class name, probability) pairs as from :func:`top_k`.
-        title: figure title.
-        captions: an optional first caption line per image (e.g. the true class).
-        cols: images per row.
-    """
-    lines_per_image = max(len(p) for p in predictions) + (1 if captions else 0)
-    texts = [
-        "\n".join(([captions[i]] if captions else []) + [f"{label[:22]} {_percent(p)}" for label, p in top])
-        for i, top in enumerate(predictions)
-    ]
-    return image_grid(images, texts, title, cols, size=(2.3, 2.3 + 0.32 * lines_per_image), fontsize=7.5)
-
-
-def _percent(p: float) -> str:
-    """A probability as a percentage, with one decimal below 10% (so that 0.1% does not read 0%)."""
-    return f"{100 * p:.1f}%" if p < 0.1 else f"{100 * p:.0f}%"
-
-
-def plot_top_k(
-    image: torch.Tensor,
-    top: Sequence[tuple[str, float]],
-    *,
-    title: str = "",
-    xlabel: str = "probability (%)",
-) -> matplotlib.figure.Figure:
-    """One image beside a horizontal bar chart of its top classes (as from :func:`top_k`, most probable
-    first), each bar labelled with its probability; the axis is scaled to the largest probability."""
-    fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [1, 2]})
-    ax_img.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
-    ax_img.axis("off")
-    names = [label[:30] for label, _ in top][::-1]
-    bars = ax_bar.barh(names, [100 * p for _, p in top][::-1], color="C0")
-    ax_bar.bar_label(bars, labels=[_percent(p) for _, p in top][::-1], fontsize=8, padding=2)
-    ax_bar.set(xlabel=xlabel)
-    ax_bar.set_xlim(0, max(100 * top[0][1] * 1.25, 1e-3))  # room for the labels; tiny probabilities stay readable
-    ax_bar.grid(axis="x", alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

@@ -1,32 +1,36 @@
-"""Looking at attention: matrices, [CLS] maps, attention rollout, attention distance, and cost.
+"""Looking at attention: matrices, [CLS] maps, attention rollout, attention distance, cost, and where a query looks.
 
 Attention rollout follows Abnar & Zuidema (ACL 2020); mean attention distance follows ViT
 (Dosovitskiy et al. 2021, Sec. 4.5, Fig. 7 right); :func:`plot_attention_time` shows the N^2 growth.
 
 The attention weights come from :func:`cvt_edu.attention.attention_maps`: one tensor per layer,
 shape (B, h, N, N), rows summing to 1, with the [CLS] token first in a ViT. Figure functions
-return the ``matplotlib`` figure and take their text as arguments (see :mod:`cvt_edu.course.i18n`).
+return the ``matplotlib`` figure; their text comes from the string table (:mod:`cvt_edu.course.i18n`)
+in ``lang`` ("pt", "es" or "en"; ``None``: the notebook's language).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import matplotlib.pyplot as plt
 import torch
+
+from ..course.i18n import t
 
 __all__ = [
     "HEAD_FUSIONS",
     "attention_rollout",
     "cls_attention_map",
     "mean_attention_distance",
-    "plot_attention_matrix",
-    "plot_cls_attention",
     "overlay_attention",
     "plot_attention_distance",
+    "plot_attention_matrix",
     "plot_attention_time",
+    "plot_cls_attention",
+    "plot_key_attention",
 ]
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -157,18 +161,20 @@ def plot_attention_matrix(
     weights: torch.Tensor,
     *,
     panel_titles: Sequence[str] | None = None,
-    title: str = "Attention",
-    xlabel: str = "key token j",
-    ylabel: str = "query token i",
-    colorbar_label: str = "",
+    title: str | None = None,
     cmap: str = "viridis",
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """One or more N_q x N_k matrices (scores or attention weights) side by side, each with its colour bar.
 
+    Rows are query tokens i, columns key tokens j (the axis labels say so in ``lang``).
+
     Args:
         weights: (N_q, N_k) or (k, N_q, N_k).
-        panel_titles: a title per matrix.
-        title, xlabel, ylabel, colorbar_label: the text of the figure.
+        panel_titles: a title per matrix (the chapter's: what each matrix is).
+        title: figure title (the chapter's); ``None``: none.
+        cmap: the colour map.
+        lang: language of the text.
 
     Raises:
         ValueError: if ``weights`` is not 2-D or 3-D, or the titles do not match the matrices.
@@ -183,9 +189,10 @@ def plot_attention_matrix(
     fig, axes = plt.subplots(1, len(weights), figsize=(4.4 * len(weights), 4.0), squeeze=False)
     for ax, w, name in zip(axes[0], weights.detach().float().cpu(), panel_titles):
         shown = ax.imshow(w.numpy(), cmap=cmap, interpolation="nearest")
-        fig.colorbar(shown, ax=ax, fraction=0.046, label=colorbar_label)
-        ax.set(title=name, xlabel=xlabel, ylabel=ylabel)
-    fig.suptitle(title)
+        fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set(title=name, xlabel=t("key_token", lang), ylabel=t("query_token", lang))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -212,11 +219,8 @@ def plot_cls_attention(
     index: int = 0,
     *,
     grid_size: int | tuple[int, int] | None = None,
-    title: str = "Attention of [CLS] to each patch",
-    row_label: str = "layer {l}",
-    col_label: str = "head {h}",
-    mean_label: str = "mean of heads",
     alpha: float = 0.6,
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """The [CLS] token's attention over the patch grid, for every layer (rows) and head (columns).
 
@@ -228,9 +232,8 @@ def plot_cls_attention(
         images: the images the maps come from, (B, 3, H, W), uint8 (or float in [0, 1]).
         index: which image of the batch.
         grid_size: the patch grid; ``None`` means square.
-        title: figure title; ``row_label`` is formatted with ``l``, ``col_label`` with ``h`` (from 1).
-        mean_label: title of the first column.
         alpha: opacity of the overlay.
+        lang: language of the text.
 
     Raises:
         ValueError: on weights that are not (B, h, N, N) or do not fit the grid.
@@ -244,16 +247,16 @@ def plot_cls_attention(
         axes[l, 0].axis("on")
         axes[l, 0].set_xticks([])
         axes[l, 0].set_yticks([])
-        axes[l, 0].set_ylabel(row_label.format(l=l + 1), fontsize=9)
+        axes[l, 0].set_ylabel(t("layer_n", lang, l=l + 1), fontsize=9)
         for h in range(num_heads):
             ax = axes[l, h + 1]
             ax.imshow(cls_maps[h].cpu().numpy(), cmap="inferno", interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
-    axes[0, 0].set_title(mean_label, fontsize=9)
+    axes[0, 0].set_title(t("mean_heads", lang), fontsize=9)
     for h in range(num_heads):
-        axes[0, h + 1].set_title(col_label.format(h=h + 1), fontsize=9)
-    fig.suptitle(title)
+        axes[0, h + 1].set_title(t("head_n", lang, h=h + 1), fontsize=9)
+    fig.suptitle(t("cls_attention_title", lang))
     fig.tight_layout()
     return fig
 
@@ -263,9 +266,10 @@ def overlay_attention(
     heat_maps: torch.Tensor,
     *,
     captions: Sequence[str] | None = None,
-    title: str = "Attention rollout",
+    title: str | None = None,
     alpha: float = 0.6,
     cmap: str = "inferno",
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """Images (top row) and the same images with a map over them (bottom row).
 
@@ -274,9 +278,11 @@ def overlay_attention(
     Args:
         images: (B, 3, H, W), uint8 (or float in [0, 1]).
         heat_maps: (B, h, w), e.g. :func:`cls_attention_map` of a rollout.
-        captions: a caption per image.
-        title: figure title.
+        captions: a caption per image (the chapter's).
+        title: the chapter's own title; ``None``: ``t("rollout_title")``.
         alpha: opacity of the map.
+        cmap: the colour map.
+        lang: language of the text.
 
     Raises:
         ValueError: if the numbers of images, maps and captions differ.
@@ -293,7 +299,7 @@ def overlay_attention(
         if captions is not None:
             axes[0, i].set_title(captions[i], fontsize=8)
         _overlay(axes[1, i], images[i], heat_maps[i], alpha, cmap)
-    fig.suptitle(title)
+    fig.suptitle(title or t("rollout_title", lang))
     fig.tight_layout()
     return fig
 
@@ -301,30 +307,25 @@ def overlay_attention(
 def plot_attention_distance(
     distances: torch.Tensor,
     *,
-    title: str = "Mean attention distance",
-    xlabel: str = "layer",
-    ylabel: str = "mean attention distance (pixels)",
-    head_label: str = "head {h}",
-    reference: float | None = None,
-    reference_label: str = "uniform attention",
+    uniform: float | None = None,
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """Mean attention distance of each head against the layer, as in ViT's Fig. 7 (right).
 
     Args:
-        distances: (L, h), from :func:`mean_attention_distance`.
-        title, xlabel, ylabel: the text of the figure; ``head_label`` is formatted with ``h`` (from 1).
-        reference: a distance to draw as a dashed line (e.g. that of uniform attention), or ``None``.
-        reference_label: its legend entry.
+        distances: (L, h), in pixels, from :func:`mean_attention_distance`.
+        uniform: the distance of uniform attention (pixels), drawn as a dashed line; ``None``: no line.
+        lang: language of the text.
     """
     num_layers, num_heads = distances.shape
     layers = torch.arange(1, num_layers + 1)
     fig, ax = plt.subplots(figsize=(6.5, 4.0))
     for h in range(num_heads):
-        ax.scatter(layers, distances[:, h], label=head_label.format(h=h + 1), s=28)
-    if reference is not None:
-        ax.axhline(reference, color="gray", ls="--", label=reference_label)
+        ax.scatter(layers, distances[:, h], label=t("head_n", lang, h=h + 1), s=28)
+    if uniform is not None:
+        ax.axhline(uniform, color="gray", ls="--", label=t("uniform_attention", lang))
     ax.set_xticks(layers.tolist())
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set(title=t("attention_distance_title", lang), xlabel=t("layer", lang), ylabel=t("attention_distance_px", lang))
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
@@ -336,21 +337,18 @@ def plot_attention_time(
     num_tokens: Sequence[int],
     milliseconds: Sequence[float],
     *,
-    title: str = "Time of self-attention",
-    xlabel: str = "number of tokens N",
-    ylabel: str = "time per forward pass (ms)",
-    measured_label: str = "measured",
-    reference_label: str = "proportional to N^2",
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """Measured attention time against N on log-log axes, with the curve c N^2 through the last point.
 
     On log-log axes N^2 is a straight line of slope 2: a measurement that runs parallel to it
-    grows quadratically.
+    grows quadratically. The title, ``t("time_title")``, describes chapter 2's measurement (one layer,
+    4 heads, C = 128, CPU).
 
     Args:
         num_tokens: the values of N.
-        milliseconds: one time per N.
-        title, xlabel, ylabel, measured_label, reference_label: the text of the figure.
+        milliseconds: one time per N, in ms.
+        lang: language of the text.
 
     Raises:
         ValueError: if the two sequences differ in length or are empty.
@@ -360,13 +358,62 @@ def plot_attention_time(
     ns = torch.tensor(num_tokens, dtype=torch.float64)
     c = milliseconds[-1] / float(ns[-1]) ** 2
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    ax.plot(ns, milliseconds, marker="o", label=measured_label)
-    ax.plot(ns, c * ns**2, ls="--", color="gray", label=reference_label)
+    ax.plot(ns, milliseconds, marker="o", label=t("measured", lang))
+    ax.plot(ns, c * ns**2, ls="--", color="gray", label=t("n_squared", lang))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(list(num_tokens), [str(n) for n in num_tokens])
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set(title=t("time_title", lang), xlabel=t("num_tokens", lang), ylabel=t("time_ms", lang))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_key_attention(
+    image: torch.Tensor,
+    weights: Mapping[str, torch.Tensor],
+    query: tuple[int, int],
+    query_map: tuple[int, int],
+    *,
+    lang: str | None = None,
+) -> matplotlib.figure.Figure:
+    """The image with one query token marked, and that query's attention over the keys of each model (chapter 4).
+
+    With a squeezed projection (CvT, Sec. 3.3: keys and values with stride 2) the same query
+    attends to 4 times fewer keys, each covering 4 times more pixels.
+
+    Args:
+        image: uint8 image (3, H, W).
+        weights: label -> attention weights of one layer and one image, shape (h, N_q, N_k) (heads
+            are averaged) with N_q = H_q W_q (+1 for a [CLS] token, left out) and N_k a square
+            number of keys (+1 for [CLS], left out).
+        query: (row, column) of the query on the H_q x W_q query map given by ``query_map``.
+        query_map: (H_q, W_q).
+        lang: language of the text.
+
+    Raises:
+        ValueError: if the number of queries or keys does not fit a map.
+    """
+    hq, wq = query_map
+    fig, axes = plt.subplots(1, 1 + len(weights), figsize=(2.8 * (1 + len(weights)), 3.2))
+    height, width = image.shape[1:]
+    axes[0].imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+    sy, sx = height / hq, width / wq
+    axes[0].add_patch(plt.Rectangle((query[1] * sx - 0.5, query[0] * sy - 0.5), sx, sy, fill=False, ec="red", lw=2))
+    axes[0].axis("off")
+    for ax, (label, w) in zip(axes[1:], weights.items()):
+        w = w.float().mean(0)
+        n_cls = w.shape[0] - hq * wq
+        if n_cls not in (0, 1):
+            raise ValueError(f"{w.shape[0]} queries do not fit a {hq}x{wq} map")
+        row = w[n_cls + query[0] * wq + query[1], n_cls:]
+        side = math.isqrt(row.numel())
+        if side * side != row.numel():
+            raise ValueError(f"{row.numel()} keys do not form a square map")
+        ax.imshow(row.reshape(side, side).cpu().numpy(), cmap="magma", interpolation="nearest")
+        ax.set_title(f"{label}\n{t('keys_subtitle', lang, h=side, w=side)}", fontsize=9)
+        ax.axis("off")
+    fig.suptitle(t("query_attention_title", lang))
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig

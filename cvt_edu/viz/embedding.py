@@ -4,11 +4,13 @@ ViT (Dosovitskiy et al., ICLR 2021, Sec. 3.1) cuts the image into non-overlappin
 patches: kernel = stride = P, no padding. CvT (Wu et al., ICCV 2021, Sec. 3.1) embeds with an
 overlapping strided convolution: kernel s, stride s - o, padding p, so neighbouring tokens share
 pixels; every stage embeds the previous token map again, and a token of stage i covers a window
-of pixels that grows from stage to stage. These helpers compute those windows (pure geometry),
-draw them on an image, and tabulate the stages of a CvT.
+of pixels that grows from stage to stage. These helpers read the stages of a CvT, tabulate them,
+and draw the windows (:func:`cvt_edu.patching.token_window`) on an image; the token maps of the
+stages are drawn by :func:`cvt_edu.viz.pyramid.plot_token_maps`.
 
 The windows are those of the embedding convolutions alone: attention inside each stage is
-global, so once the blocks have run every token can depend on every pixel.
+global, so once the blocks have run every token can depend on every pixel. The figure's text
+comes from the string table (:mod:`cvt_edu.course.i18n`) in ``lang``; ``None``: the notebook's language.
 """
 
 from __future__ import annotations
@@ -21,17 +23,12 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Rectangle
 
+from ..course.i18n import t
 from ..cvt import CvT
 from ..patching import compose_embeddings, conv_output_size, token_window
+from .tables import markdown_table
 
-__all__ = [
-    "cvt_embeddings",
-    "stage_summary",
-    "stage_table",
-    "pca_rgb",
-    "plot_receptive_fields",
-    "plot_token_maps",
-]
+__all__ = ["cvt_embeddings", "plot_receptive_fields", "stage_summary", "stage_table"]
 
 
 def cvt_embeddings(model: CvT) -> list[tuple[int, int, int]]:
@@ -69,63 +66,35 @@ def stage_summary(model: CvT, image_size: int) -> list[dict[str, Any]]:
         layers.append((stage.kernel_size, stage.stride, stage.padding))
         window, step, _ = compose_embeddings(layers)
         rows.append(
-            dict(
-                stage=i,
-                kernel_size=stage.kernel_size,
-                stride=stage.stride,
-                padding=stage.padding,
-                height=fmap.shape[2],
-                width=fmap.shape[3],
-                formula=side,
-                tokens=fmap.shape[2] * fmap.shape[3] + int(stage.cls_token),
-                embed_dim=fmap.shape[1],
-                depth=stage.depth,
-                num_heads=stage.num_heads,
-                window=window,
-                step=step,
-            )
+            {
+                "stage": i,
+                "kernel_size": stage.kernel_size,
+                "stride": stage.stride,
+                "padding": stage.padding,
+                "height": fmap.shape[2],
+                "width": fmap.shape[3],
+                "formula": side,
+                "tokens": fmap.shape[2] * fmap.shape[3] + int(stage.cls_token),
+                "embed_dim": fmap.shape[1],
+                "depth": stage.depth,
+                "num_heads": stage.num_heads,
+                "window": window,
+                "step": step,
+            }
         )
     return rows
 
 
 def stage_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table of :func:`stage_summary` rows (column names in English, as in the code)."""
-    lines = [
-        "| stage | kernel s | stride s-o | padding p | H_i x W_i (forward_stages) | H_i (formula) "
-        "| tokens | width C_i | blocks | heads | pixel window (stride) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    headers = ["stage", "kernel s", "stride s-o", "padding p", "H_i x W_i (forward_stages)", "H_i (formula)", "tokens",
+               "width C_i", "blocks", "heads", "pixel window (stride)"]
+    cells = [
+        [r["stage"], r["kernel_size"], r["stride"], r["padding"], f"{r['height']} x {r['width']}", r["formula"], r["tokens"],
+         r["embed_dim"], r["depth"], r["num_heads"], f"{r['window']} ({r['step']})"]
+        for r in rows
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['stage']} | {r['kernel_size']} | {r['stride']} | {r['padding']} | {r['height']} x {r['width']} "
-            f"| {r['formula']} "
-            f"| {r['tokens']} | {r['embed_dim']} | {r['depth']} | {r['num_heads']} | {r['window']} ({r['step']}) |"
-        )
-    return "\n".join(lines)
-
-
-def pca_rgb(token_map: torch.Tensor) -> torch.Tensor:
-    """Colour a token map by its first three principal components, for display.
-
-    Args:
-        token_map: shape (C, H, W), C >= 3.
-
-    Returns:
-        An image (H, W, 3) with values in [0, 1]: each channel is one principal component of
-        the H*W tokens, scaled to [0, 1]. Signs of components are arbitrary.
-
-    Raises:
-        ValueError: for a tensor that is not 3-D or has fewer than 3 channels.
-    """
-    if token_map.ndim != 3 or token_map.shape[0] < 3:
-        raise ValueError(f"expected a token map (C, H, W) with C >= 3, got shape {tuple(token_map.shape)}")
-    c, h, w = token_map.shape
-    tokens = token_map.detach().float().reshape(c, h * w).T
-    tokens = tokens - tokens.mean(0)
-    _, _, v = torch.linalg.svd(tokens, full_matrices=False)
-    rgb = tokens @ v[:3].T
-    rgb = (rgb - rgb.min(0).values) / (rgb.max(0).values - rgb.min(0).values).clamp_min(1e-8)
-    return rgb.reshape(h, w, 3).cpu()
+    return markdown_table(cells, headers, align="r" * len(headers))
 
 
 def plot_receptive_fields(
@@ -133,10 +102,8 @@ def plot_receptive_fields(
     embeddings: Mapping[str, tuple[int, int, int]],
     tokens: Sequence[tuple[int, int]] = ((1, 1), (1, 2), (2, 2)),
     *,
-    title: str = "Which pixels make a token",
-    subtitle: str = "{h}x{w} tokens",
-    xlabel: str = "x (pixels)",
-    ylabel: str = "y (pixels)",
+    title: str | None = None,
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """Draw, on an image, the pixel windows of a few tokens for several token embeddings.
 
@@ -148,9 +115,9 @@ def plot_receptive_fields(
         embeddings: panel label -> (kernel_size, stride, padding) in pixels, e.g.
             ``{"ViT": (4, 4, 0), "CvT": (3, 2, 1)}``.
         tokens: (row, column) of the tokens to draw in every panel; tokens outside a panel's map are skipped.
-        title: figure title.
-        subtitle: second line of each panel title, formatted with the map size ``h`` and ``w``.
-        xlabel, ylabel: axis labels.
+        title: the chapter's own title; ``None``: ``t("rf_title")``. Each panel's title is its label
+            and the size of its token map.
+        lang: language of the text.
 
     Raises:
         ValueError: if ``image`` is not (3, H, W), or an embedding does not fit the image.
@@ -172,50 +139,10 @@ def plot_receptive_fields(
             ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, lw=2.2, ec=color, zorder=3))
             ax.plot((c0 + c1 - 1) / 2, (r0 + r1 - 1) / 2, "o", color=color, ms=4, zorder=4)
         margin = max(p, 1) + 0.5
-        ax.set(xlim=(-margin, width - 1 + margin), ylim=(height - 1 + margin, -margin), xlabel=xlabel, ylabel=ylabel)
-        ax.set_title(f"{label}\n{subtitle.format(h=h, w=w)}", fontsize=10)
-    fig.suptitle(title)
+        ax.set(xlim=(-margin, width - 1 + margin), ylim=(height - 1 + margin, -margin),
+               xlabel=t("x_pixels", lang), ylabel=t("y_pixels", lang))
+        ax.set_title(f"{label}\n{t('rf_subtitle', lang, h=h, w=w)}", fontsize=10)
+    fig.suptitle(title or t("rf_title", lang))
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     return fig
 
-
-def plot_token_maps(
-    images: Sequence[torch.Tensor],
-    maps: Sequence[Sequence[torch.Tensor]],
-    *,
-    row_labels: Sequence[str],
-    col_labels: Sequence[str],
-    title: str = "Token maps (first three principal components as RGB)",
-) -> matplotlib.figure.Figure:
-    """A grid of images and their token maps, each map coloured with :func:`pca_rgb`.
-
-    Args:
-        images: one uint8 image (3, H, W) per row, drawn in the first column.
-        maps: per row, the token maps (C, h, w) to draw after the image.
-        row_labels: one label per row; col_labels: one label per column (image first).
-        title: figure title.
-
-    Raises:
-        ValueError: if the numbers of images, map rows and labels disagree.
-    """
-    if len(images) != len(maps) or len(row_labels) != len(images):
-        raise ValueError(f"got {len(images)} images, {len(maps)} rows of maps and {len(row_labels)} row labels")
-    cols = 1 + max(len(m) for m in maps)
-    if len(col_labels) != cols:
-        raise ValueError(f"need {cols} column labels (the image, then one per map), got {len(col_labels)}")
-    fig, axes = plt.subplots(len(images), cols, figsize=(2.3 * cols, 2.4 * len(images)), squeeze=False)
-    for r, (image, row) in enumerate(zip(images, maps)):
-        panels = [image.permute(1, 2, 0).numpy()] + [pca_rgb(m).numpy() for m in row]
-        for c, ax in enumerate(axes[r]):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(panels):
-                ax.imshow(panels[c], interpolation="nearest")
-            else:
-                ax.axis("off")
-            if r == 0:
-                ax.set_title(col_labels[c], fontsize=9)
-        axes[r][0].set_ylabel(row_labels[r], fontsize=9)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

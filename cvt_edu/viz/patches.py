@@ -1,8 +1,8 @@
 """Pictures of patches: an image cut into patches, as a sequence, and a widget that changes P.
 
 ViT (Dosovitskiy et al. 2021, Sec. 3.1) reads an image as N = H*W / P^2 patches of P x P pixels.
-Every figure function returns the ``matplotlib`` figure; the text on it comes in as arguments,
-so a chapter passes it in its own language (see :mod:`cvt_edu.course.i18n`).
+Every figure function returns the ``matplotlib`` figure; its text comes from the string table
+(:mod:`cvt_edu.course.i18n`) in ``lang`` ("pt", "es" or "en"; ``None``: the notebook's language).
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from ..course.i18n import t
 from ..patching import num_patches, patchify
 
-__all__ = ["patch_canvas", "show_patch_grid", "show_patches", "show_side_by_side", "plot_num_tokens", "patch_size_widget"]
+__all__ = ["patch_canvas", "patch_size_widget", "plot_num_tokens", "show_patch_grid", "show_patches", "show_side_by_side"]
 
 
 def _as_uint8_image(image: torch.Tensor) -> torch.Tensor:
@@ -53,16 +54,13 @@ def patch_canvas(image: torch.Tensor, patch_size: int, gap: int = 1) -> torch.Te
     return rearrange(grid, "h w c p1 p2 -> (h p1) (w p2) c")
 
 
-def show_patch_grid(
-    image: torch.Tensor, patch_sizes: Sequence[int], *, title: str = "Patches", panel_title: str = "P = {p}: N = {n}"
-) -> matplotlib.figure.Figure:
+def show_patch_grid(image: torch.Tensor, patch_sizes: Sequence[int], *, lang: str | None = None) -> matplotlib.figure.Figure:
     """The same image cut into patches of several sizes, side by side.
 
     Args:
         image: shape (C, H, W), uint8 (or float in [0, 1]).
         patch_sizes: the values of P to draw; each must divide H and W.
-        title: figure title.
-        panel_title: title of each panel, formatted with ``p`` (P) and ``n`` (N).
+        lang: language of the text.
 
     Raises:
         ValueError: if a patch size does not divide the image.
@@ -70,29 +68,20 @@ def show_patch_grid(
     fig, axes = plt.subplots(1, len(patch_sizes), figsize=(3.2 * len(patch_sizes), 3.7), squeeze=False, layout="constrained")
     for ax, p in zip(axes[0], patch_sizes):
         ax.imshow(patch_canvas(image, p, gap=1 if p > 1 else 0).numpy(), interpolation="nearest")
-        ax.set_title(panel_title.format(p=p, n=num_patches(tuple(image.shape[-2:]), p)))
+        ax.set_title(t("patch_grid_panel", lang, p=p, n=num_patches(tuple(image.shape[-2:]), p)))
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(t("patch_grid_title", lang))
     return fig
 
 
-def show_patches(
-    image: torch.Tensor,
-    patch_size: int,
-    *,
-    title: str = "An image as a sequence of patches",
-    grid_title: str = "patches, numbered in sequence order",
-    matrix_title: str = "the sequence: one row per patch",
-    xlabel: str = "position in the flattened patch (P*P*C values)",
-    ylabel: str = "patch (token) index",
-) -> matplotlib.figure.Figure:
+def show_patches(image: torch.Tensor, patch_size: int, *, lang: str | None = None) -> matplotlib.figure.Figure:
     """One image as ViT reads it: its patches numbered in row-major order, and the matrix of
     flattened patches x_p, shape (N, P^2 C), that the linear patch embedding multiplies (ViT, Eq. 1).
 
     Args:
         image: shape (C, H, W), uint8 (or float in [0, 1]).
         patch_size: P; must divide H and W.
-        title, grid_title, matrix_title, xlabel, ylabel: the text of the figure.
+        lang: language of the text.
 
     Raises:
         ValueError: if P does not divide the image.
@@ -109,27 +98,31 @@ def show_patches(
         for k in range(n):
             i, j = divmod(k, gw)
             ax_grid.text(j * (patch_size + gap), i * (patch_size + gap) - 0.5, str(k), fontsize=7, color="white",
-                         va="top", ha="left", bbox=dict(boxstyle="square,pad=0.05", fc="black", alpha=0.6, lw=0))
-    ax_grid.set_title(grid_title)
+                         va="top", ha="left", bbox={"boxstyle": "square,pad=0.05", "fc": "black", "alpha": 0.6, "lw": 0})
+    ax_grid.set_title(t("patch_numbered", lang))
     ax_grid.axis("off")
     matrix = patchify(image[None], patch_size)[0]
     shown = ax_mat.imshow(matrix.numpy(), aspect="auto", cmap="gray", interpolation="nearest")
-    ax_mat.set(title=f"{matrix_title}  {tuple(matrix.shape)}", xlabel=xlabel, ylabel=ylabel)
+    ax_mat.set(title=f"{t('patch_matrix', lang)}  {tuple(matrix.shape)}", xlabel=t("patch_vector_axis", lang),
+               ylabel=t("token_index", lang))
     fig.colorbar(shown, ax=ax_mat, fraction=0.04)
-    fig.suptitle(title)
+    fig.suptitle(t("patch_sequence_title", lang, p=patch_size))
     fig.tight_layout()
     return fig
 
 
 def show_side_by_side(
-    images: Sequence[torch.Tensor], titles: Sequence[str], *, title: str = ""
+    images: Sequence[torch.Tensor], titles: Sequence[str], *, title: str | None = None
 ) -> matplotlib.figure.Figure:
     """A few images in a row, each with its title (e.g. an image and its patches shuffled).
+
+    The figure has no text of its own: the titles are the caller's (a chapter takes them from
+    :func:`cvt_edu.course.i18n.t`).
 
     Args:
         images: each of shape (C, H, W), uint8 (or float in [0, 1]).
         titles: one per image.
-        title: figure title.
+        title: figure title; ``None``: none.
 
     Raises:
         ValueError: if the numbers of images and titles differ, or an image is not (C, H, W).
@@ -141,7 +134,8 @@ def show_side_by_side(
         ax.imshow(_as_uint8_image(image).permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.axis("off")
-    fig.suptitle(title)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -150,29 +144,26 @@ def plot_num_tokens(
     image_sizes: Sequence[int],
     patch_sizes: Sequence[int],
     *,
-    title: str = "Sequence length N = HW / P^2",
-    xlabel: str = "patch size P (pixels)",
-    ylabel: str = "number of tokens N (log scale)",
-    legend: str = "{s}x{s} image",
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """N against P for square images of several sides, on a log scale; P that do not divide a side are skipped.
 
     Args:
         image_sizes: image sides H = W, in pixels.
         patch_sizes: values of P.
-        title, xlabel, ylabel: the text of the figure; ``legend`` is formatted with ``s`` (the side).
+        lang: language of the text.
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for s in image_sizes:
         ps = [p for p in patch_sizes if s % p == 0]
         ns = [num_patches(s, p) for p in ps]
-        ax.plot(ps, ns, marker="o", label=legend.format(s=s))
+        ax.plot(ps, ns, marker="o", label=t("image_side", lang, s=s))
         for p, n in zip(ps, ns):
             ax.annotate(str(n), (p, n), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(list(patch_sizes), [str(p) for p in patch_sizes])
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.set(title=t("num_tokens_title", lang), xlabel=t("patch_size_px", lang), ylabel=t("num_tokens_log", lang))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
@@ -183,14 +174,14 @@ def patch_size_widget(
     image: torch.Tensor,
     patch_sizes: Sequence[int] = (1, 2, 4, 8, 16, 32),
     *,
-    title: str = "P = {p}: N = {n} patches of P*P*C = {d} numbers",
+    lang: str | None = None,
 ):
     """An ``ipywidgets`` slider over P that redraws the image cut into P x P patches.
 
     Args:
         image: shape (C, H, W), uint8 (or float in [0, 1]).
         patch_sizes: the values offered; each must divide H and W.
-        title: formatted with ``p`` (P), ``n`` (N) and ``d`` (P*P*C, the length of a flattened patch).
+        lang: language of the text (the title gives P, N and P*P*C, the length of a flattened patch).
 
     Returns:
         An ``ipywidgets.interactive`` widget; display it (or leave it last in a cell).
@@ -209,7 +200,7 @@ def patch_size_widget(
     def draw(p: int) -> None:
         fig, ax = plt.subplots(figsize=(4.2, 4.4))
         ax.imshow(patch_canvas(image, p, gap=1 if p > 1 else 0).numpy(), interpolation="nearest")
-        ax.set_title(title.format(p=p, n=num_patches((h, w), p), d=p * p * c), fontsize=10)
+        ax.set_title(t("widget_title", lang, p=p, n=num_patches((h, w), p), d=p * p * c), fontsize=10)
         ax.axis("off")
         fig.tight_layout()
         display(fig)

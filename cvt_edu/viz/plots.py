@@ -1,8 +1,8 @@
-"""Figures of the course: learning curves, comparison bars, confusion matrix, misclassified images.
+"""Figures of data and trained models: images, learning curves, comparison and ablation bars, confusion matrix.
 
 Every function returns the ``matplotlib`` figure, so a notebook shows it and a script saves it.
-Labels are in ``lang`` ("pt", "es" or "en"); ``None`` means the notebook's language
-(:func:`cvt_edu.course.quiz.notebook_language`).
+Its text comes from the string table (:mod:`cvt_edu.course.i18n`) in ``lang`` ("pt", "es" or
+"en"); ``None`` means the notebook's language (:func:`cvt_edu.course.i18n.notebook_language`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,20 @@ import torch
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from ..course.i18n import t
+from ..lab.stats import accuracy_stderr
 from ..train.checkpoint import atomic_path
 
-__all__ = ["image_grid", "show_images", "plot_curves", "plot_comparison", "plot_confusion", "show_misclassified", "plot_data_fraction", "save_figure"]
+__all__ = [
+    "image_grid",
+    "plot_ablation",
+    "plot_comparison",
+    "plot_confusion",
+    "plot_curves",
+    "plot_data_fraction",
+    "save_figure",
+    "show_images",
+    "show_misclassified",
+]
 
 
 def show_images(
@@ -31,6 +42,8 @@ def show_images(
         images: uint8 images (N, 3, H, W).
         labels: int tensor (N,).
         classes: class names.
+        title: the chapter's own title; ``None``: ``t("cifar_images")``.
+        lang: language of the text.
     """
     pick = _sample(torch.arange(len(images)), n)
     return image_grid(images[pick], [classes[int(labels[i])] for i in pick], title or t("cifar_images", lang))
@@ -74,7 +87,8 @@ def plot_curves(
 
     Args:
         histories: model name -> the ``history`` list of its ``metrics.json``.
-        title: figure title.
+        title: the caller's own title; ``None``: ``t("learning_curves")``.
+        lang: language of the text.
     """
     tr, te = t("train", lang), t("test", lang)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -95,13 +109,12 @@ def plot_curves(
     return fig
 
 
-def plot_comparison(
-    results: Mapping[str, Mapping[str, Any]], title: str | None = None, lang: str | None = None
-) -> matplotlib.figure.Figure:
+def plot_comparison(results: Mapping[str, Mapping[str, Any]], lang: str | None = None) -> matplotlib.figure.Figure:
     """Bars of test accuracy, parameters and training throughput for each model.
 
     Args:
         results: model name -> its metrics (``test_accuracy``, ``params``, ``images_per_second``).
+        lang: language of the text.
     """
     names = list(results)
     panels = [
@@ -115,7 +128,7 @@ def plot_comparison(
         ax.bar_label(bars, fmt="%.3g")
         ax.set(ylabel=label, title=label.split(" (")[0].capitalize())
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title or t("comparison", lang))
+    fig.suptitle(t("comparison", lang))
     fig.tight_layout()
     return fig
 
@@ -123,7 +136,14 @@ def plot_comparison(
 def plot_confusion(
     confusion: Sequence[Sequence[int]], classes: Sequence[str], title: str | None = None, lang: str | None = None
 ) -> matplotlib.figure.Figure:
-    """The confusion matrix as a picture: rows are true classes, columns predicted ones, counts of test images."""
+    """The confusion matrix as a picture: rows are true classes, columns predicted ones, counts of test images.
+
+    Args:
+        confusion: (K, K) counts, row = true class, column = predicted class.
+        classes: the K class names.
+        title: the chapter's own title; ``None``: ``t("confusion")``.
+        lang: language of the text.
+    """
     fig, ax = plt.subplots(figsize=(6.5, 6))
     ConfusionMatrixDisplay(torch.as_tensor(confusion).numpy(), display_labels=list(classes)).plot(
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
@@ -139,7 +159,6 @@ def show_misclassified(
     predictions: torch.Tensor,
     classes: Sequence[str],
     n: int = 12,
-    title: str | None = None,
     lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """A grid of ``n`` images, drawn at random (fixed seed), whose prediction is wrong.
@@ -149,21 +168,23 @@ def show_misclassified(
         labels, predictions: int tensors (N,).
         classes: class names.
         n: how many to show.
+        lang: language of the text.
     """
     wrong = _sample((predictions != labels).nonzero().flatten(), n)
     captions = [f"{classes[labels[i]]}\n-> {classes[predictions[i]]}" for i in wrong.tolist()]
-    return image_grid(images[wrong], captions, title or t("misclassified", lang))
+    return image_grid(images[wrong], captions, t("misclassified", lang))
 
 
 def plot_data_fraction(
-    accuracy: Mapping[str, Mapping[float, float]], n_train: int, title: str | None = None, lang: str | None = None
+    accuracy: Mapping[str, Mapping[float, float]], n_train: int, lang: str | None = None
 ) -> matplotlib.figure.Figure:
     """Test accuracy against the share of training images used, one line per model.
 
     Args:
         accuracy: model name -> {fraction in (0, 1]: test accuracy in 0..1}, as returned by
             :func:`cvt_edu.lab.compare.data_fraction_study`.
-        n_train: the number of training images that fraction 1 means (for the top axis label).
+        n_train: the number of training images that fraction 1 means (for the x axis label).
+        lang: language of the text.
     """
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for i, (name, points) in enumerate(accuracy.items()):
@@ -172,9 +193,40 @@ def plot_data_fraction(
         for f in fractions:
             ax.annotate(f"{100 * points[f]:.1f}", (100 * f, 100 * points[f]), textcoords="offset points", xytext=(0, 6),
                         ha="center", fontsize=8, color=f"C{i}")
-    ax.set(xlabel=t("train_fraction", lang).format(n=n_train), ylabel=t("test_accuracy", lang), title=title or t("data_fraction", lang))
+    ax.set(xlabel=t("train_fraction", lang, n=n_train), ylabel=t("test_accuracy", lang), title=t("data_fraction", lang))
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_ablation(results: Mapping[str, Mapping[str, Any]], *, lang: str | None = None) -> matplotlib.figure.Figure:
+    """Three bar panels per variant of CvT's projection ablation (chapter 4): test accuracy with a
+    2-standard-error bar (:func:`cvt_edu.lab.stats.accuracy_stderr`), multiply-adds per image, training time.
+
+    Args:
+        results: variant name -> its metrics from :func:`cvt_edu.lab.ablation.train_config_model`
+            (``test_accuracy``, ``n_test``, ``macs``, ``seconds``, ``epochs``; the title gives the
+            first variant's number of epochs).
+        lang: language of the text.
+    """
+    names = list(results)
+    colors = [f"C{i}" for i in range(len(names))]
+    acc = [100 * results[n]["test_accuracy"] for n in names]
+    err = [200 * accuracy_stderr(results[n]["test_accuracy"], results[n]["n_test"]) for n in names]
+    panels = [
+        (t("accuracy_2se", lang), acc, err),
+        (t("macs_per_image", lang), [results[n]["macs"] / 1e6 for n in names], None),
+        (t("train_time", lang), [results[n]["seconds"] for n in names], None),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (label, values, yerr) in zip(axes, panels):
+        bars = ax.bar(names, values, yerr=yerr, capsize=4, color=colors)
+        ax.bar_label(bars, fmt="%.1f", fontsize=8, label_type="center")
+        ax.set(ylabel=label)
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(t("ablation_title", lang, epochs=results[names[0]]["epochs"]))
     fig.tight_layout()
     return fig
 

@@ -3,8 +3,8 @@
 - :func:`reduce_image` / :func:`plot_spatial_reduction`: what spatial-reduction attention (SRA)
   gives the keys and values, shown on a real image: the real
   :class:`cvt_edu.pvt.SpatialReductionAttention` ``reduce`` step, with an averaging convolution.
-- :func:`plot_token_maps`: the token map of every stage of a pyramid model (PVT, Swin, CvT),
-  its three main directions of variation shown as colours.
+- :func:`pca_rgb` / :func:`plot_token_maps`: the token map of every stage of a pyramid model
+  (CvT, Swin, PVT), its three main directions of variation shown as colours (chapters 3, 6, 7).
 
 Every function returns the ``matplotlib`` figure; the text is in ``lang`` ("pt", "es" or "en";
 ``None``: the notebook's language, :mod:`cvt_edu.course.i18n`).
@@ -23,7 +23,7 @@ from torch import nn
 from ..course.i18n import t
 from ..pvt import SpatialReductionAttention
 
-__all__ = ["reduce_image", "plot_spatial_reduction", "pca_rgb", "plot_token_maps"]
+__all__ = ["pca_rgb", "plot_spatial_reduction", "plot_token_maps", "reduce_image"]
 
 
 def _as_float_image(image: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ def reduce_image(image: torch.Tensor, sr_ratio: int) -> torch.Tensor:
 
 
 def plot_spatial_reduction(
-    image: torch.Tensor, sr_ratios: Sequence[int], *, patch_size: int = 1, lang: str | None = None, title: str | None = None
+    image: torch.Tensor, sr_ratios: Sequence[int], *, patch_size: int = 1, lang: str | None = None
 ) -> matplotlib.figure.Figure:
     """The keys and values SRA attends to, for several reduction ratios R, side by side.
 
@@ -80,7 +80,7 @@ def plot_spatial_reduction(
         image: (3, H, W), uint8 or float in [0, 1].
         sr_ratios: the values of R to draw (R = 1: no reduction).
         patch_size: P, in pixels.
-        lang, title: language of the text; figure title.
+        lang: language of the text.
 
     Raises:
         ValueError: if P * R does not divide the image.
@@ -95,23 +95,33 @@ def plot_spatial_reduction(
         ax.imshow(reduced.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest", extent=(0, w, h, 0))
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(t("sr_panel", lang).format(r=r, h=th // r, w=tw // r, n=(th // r) * (tw // r), q=th * tw), fontsize=9)
-    fig.suptitle(title or t("sr_title", lang))
+        ax.set_title(t("sr_panel", lang, r=r, h=th // r, w=tw // r, n=(th // r) * (tw // r), q=th * tw), fontsize=9)
+    fig.suptitle(t("sr_title", lang))
     return fig
 
 
 def pca_rgb(token_map: torch.Tensor) -> torch.Tensor:
-    """A token map as a picture: its three principal components as red, green and blue.
+    """A token map as a picture: its first three principal components as red, green and blue.
+
+    The H*W tokens (vectors of C numbers) are centred and projected on the three directions along
+    which they vary most (SVD); each component is scaled to [0, 1] over the map. Signs of
+    components are arbitrary. With fewer than 3 components (C < 3 or H*W < 3) the missing colours are 0.
 
     Args:
-        token_map: (C, H, W) or (1, C, H, W).
+        token_map: (C, H, W) or (1, C, H, W), any float dtype or device.
 
     Returns:
-        float tensor (H, W, 3) in [0, 1]; each component scaled to [0, 1] over the map.
+        float tensor (H, W, 3) in [0, 1], on the CPU.
+
+    Raises:
+        ValueError: for another shape.
     """
-    x = token_map[0] if token_map.ndim == 4 else token_map
-    c, h, w = x.shape
-    flat = rearrange(x.detach().float(), "c h w -> (h w) c")
+    if token_map.ndim == 4 and token_map.shape[0] == 1:
+        token_map = token_map[0]
+    if token_map.ndim != 3:
+        raise ValueError(f"expected one token map (C, H, W) or (1, C, H, W), got shape {tuple(token_map.shape)}")
+    c, h, w = token_map.shape
+    flat = rearrange(token_map.detach().float().cpu(), "c h w -> (h w) c")
     flat = flat - flat.mean(0)
     k = min(3, c, h * w)
     _, _, vh = torch.linalg.svd(flat, full_matrices=False)  # principal directions, largest first
@@ -124,27 +134,53 @@ def pca_rgb(token_map: torch.Tensor) -> torch.Tensor:
 
 
 def plot_token_maps(
-    image: torch.Tensor, maps: Sequence[torch.Tensor], *, lang: str | None = None, title: str | None = None
+    images: torch.Tensor,
+    maps: Sequence[torch.Tensor],
+    *,
+    row_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    lang: str | None = None,
 ) -> matplotlib.figure.Figure:
-    """The image and the token map of every stage of a pyramid model, drawn at the same size.
+    """Images and the token map of every stage of a pyramid model (CvT, Swin, PVT), coloured with :func:`pca_rgb`.
+
+    One row per image: the image, then its map at each stage, every map drawn at the image's
+    size, so that one block is one token and the maps shrink from stage to stage.
 
     Args:
-        image: (3, H, W), uint8 or float in [0, 1].
-        maps: one (1, C_i, H_i, W_i) tensor per stage, e.g. ``model.forward_stages(x)`` of Swin, or
-            its first element for PVT and CvT.
-        lang, title: language of the text; figure title.
+        images: (3, H, W) or (B, 3, H, W), uint8 or float in [0, 1].
+        maps: one tensor (B, C_i, H_i, W_i) per stage, e.g. ``model.forward_stages(x)`` of Swin, its
+            first element for PVT and CvT, or :func:`cvt_edu.lab.shift.token_maps`; row b draws map b.
+        row_labels: one label per image (e.g. its class), or ``None``.
+        title: the chapter's own title; ``None``: ``t("maps_title")``.
+        lang: language of the text.
+
+    Raises:
+        ValueError: if the images are not (B, 3, H, W), or the maps or row labels do not have one
+            entry per image.
     """
-    x = _as_float_image(image)
-    _, h, w = x.shape
-    fig, axes = plt.subplots(1, 1 + len(maps), figsize=(2.9 * (1 + len(maps)), 3.4), squeeze=False, layout="constrained")
-    axes = axes[0]
-    axes[0].imshow(x.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-    axes[0].set_title(t("maps_image", lang).format(h=h, w=w), fontsize=9)
-    for i, (ax, m) in enumerate(zip(axes[1:], maps), start=1):
+    x = images[None] if images.ndim == 3 else images
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images (3, H, W) or (B, 3, H, W), got shape {tuple(images.shape)}")
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    b, _, h, w = x.shape
+    for i, m in enumerate(maps, start=1):
+        if m.ndim != 4 or m.shape[0] != b:
+            raise ValueError(f"stage {i}: expected token maps (B, C, H, W) for {b} images, got shape {tuple(m.shape)}")
+    if row_labels is not None and len(row_labels) != b:
+        raise ValueError(f"{len(row_labels)} row labels for {b} images")
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(b, cols, figsize=(2.9 * cols, 0.3 + 3.1 * b), squeeze=False, layout="constrained")
+    for r in range(b):
+        axes[r, 0].imshow(x[r].permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest", extent=(0, w, h, 0))
+        for ax, m in zip(axes[r, 1:], maps):
+            ax.imshow(pca_rgb(m[r]).numpy(), interpolation="nearest", extent=(0, w, h, 0))
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
+    axes[0, 0].set_title(t("maps_image", lang, h=h, w=w), fontsize=9)
+    for i, (ax, m) in enumerate(zip(axes[0, 1:], maps), start=1):
         _, c, mh, mw = m.shape
-        ax.imshow(pca_rgb(m).numpy(), interpolation="nearest", extent=(0, w, h, 0))
-        ax.set_title(t("maps_stage", lang).format(i=i, h=mh, w=mw, c=c, n=mh * mw), fontsize=9)
-    for ax in axes:
+        ax.set_title(t("maps_stage", lang, i=i, h=mh, w=mw, c=c, n=mh * mw), fontsize=9)
+    for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or t("maps_title", lang))

@@ -39,13 +39,13 @@ from ..windows import (
 __all__ = [
     "image_as_map",
     "merging_order",
-    "plot_window_partition",
     "plot_cyclic_shift",
-    "plot_shifts",
-    "shift_widget",
-    "plot_shift_mask",
-    "plot_relative_position_index",
     "plot_patch_merging",
+    "plot_relative_position_index",
+    "plot_shift_mask",
+    "plot_shifts",
+    "plot_window_partition",
+    "shift_widget",
 ]
 
 
@@ -113,7 +113,7 @@ def _show(ax, picture: torch.Tensor) -> None:
 
 
 def plot_window_partition(
-    image: torch.Tensor, patch_size: int, window_size: int, *, lang: str | None = None, title: str | None = None
+    image: torch.Tensor, patch_size: int, window_size: int, *, lang: str | None = None
 ) -> matplotlib.figure.Figure:
     """An image cut into non-overlapping windows of M x M tokens, and the windows ``window_partition`` returns.
 
@@ -125,7 +125,7 @@ def plot_window_partition(
         image: (3, H, W), uint8 or float in [0, 1].
         patch_size: P, in pixels.
         window_size: M, in tokens.
-        lang, title: language of the text; figure title.
+        lang: language of the text.
 
     Raises:
         ValueError: if P does not divide the image or M the token map.
@@ -145,13 +145,13 @@ def plot_window_partition(
     for k in range(nh * nw):
         ax.text((k % nw + 0.5) * side - 0.5, (k // nw + 0.5) * side - 0.5, str(k), color="yellow", ha="center", va="center",
                 fontsize=14, fontweight="bold")
-    ax.set_title(t("win_image", lang).format(m=window_size, p=patch_size, th=th, tw=tw), fontsize=10)
+    ax.set_title(t("win_image", lang, m=window_size, p=patch_size, th=th, tw=tw), fontsize=10)
     axes = right.subplots(nh, nw, squeeze=False)
     for k, a in enumerate(axes.flat):
         _show(a, windows[k])
         a.set_title(f"{k}", fontsize=9)
-    right.suptitle(t("win_tiles", lang).format(n=len(windows), shape=tuple(windows.shape)), fontsize=10)
-    fig.suptitle(title or t("win_title", lang))
+    right.suptitle(t("win_tiles", lang, n=len(windows), shape=tuple(windows.shape)), fontsize=10)
+    fig.suptitle(t("win_title", lang))
     return fig
 
 
@@ -202,12 +202,12 @@ def plot_cyclic_shift(
     th, tw = _check_tokens(h, w, patch_size, window_size)
     labels = shifted_window_labels(th, tw, window_size, shift_size)
     if axes is None:
-        fig, axes = plt.subplots(2, 1, figsize=(3.4, 7), layout="constrained")
+        _, axes = plt.subplots(2, 1, figsize=(3.4, 7), layout="constrained")
     top, bottom = axes
     side, s = window_size * patch_size, shift_size * patch_size
     _show(top, x[0])
     _grid(top, h, side, offset=s, color="yellow", lw=2.5)
-    top.set_title(t("shift_displaced", lang).format(s=shift_size, n=int(labels.max()) + 1), fontsize=9)
+    top.set_title(t("shift_displaced", lang, s=shift_size, n=int(labels.max()) + 1), fontsize=9)
     _show(bottom, cyclic_shift(x, s)[0])
     if s:
         veil = np.zeros((h, w, 4))
@@ -216,19 +216,18 @@ def plot_cyclic_shift(
     rolled_labels = cyclic_shift(labels[None, :, :, None], shift_size)[0, :, :, 0]
     _label_borders(bottom, rolled_labels, patch_size, colors="red", linewidths=2, linestyles="--")
     _grid(bottom, h, side, color="yellow", lw=2.5)
-    bottom.set_title(t("shift_rolled", lang).format(s=shift_size, n=(th // window_size) * (tw // window_size)), fontsize=9)
+    bottom.set_title(t("shift_rolled", lang, s=shift_size, n=(th // window_size) * (tw // window_size)), fontsize=9)
     return top.figure
 
 
 def plot_shifts(
-    image: torch.Tensor, patch_size: int, window_size: int, shifts: Sequence[int], *, lang: str | None = None,
-    title: str | None = None,
+    image: torch.Tensor, patch_size: int, window_size: int, shifts: Sequence[int], *, lang: str | None = None
 ) -> matplotlib.figure.Figure:
-    """:func:`plot_cyclic_shift` for several shifts side by side (one column per s)."""
+    """:func:`plot_cyclic_shift` for several shifts side by side (one column per s), in ``lang``."""
     fig, axes = plt.subplots(2, len(shifts), figsize=(3.1 * len(shifts), 6.6), squeeze=False, layout="constrained")
     for column, s in zip(axes.T, shifts):
         plot_cyclic_shift(image, patch_size, window_size, s, axes=column, lang=lang)
-    fig.suptitle(title or t("shift_title", lang))
+    fig.suptitle(t("shift_title", lang))
     return fig
 
 
@@ -259,7 +258,7 @@ MASK_COLOURS = ListedColormap(["#d62728", "#f2f2f2"])  # blocked, allowed
 
 
 def plot_shift_mask(
-    h: int, w: int, window_size: int, shift_size: int, *, lang: str | None = None, title: str | None = None
+    h: int, w: int, window_size: int, shift_size: int, *, lang: str | None = None
 ) -> matplotlib.figure.Figure:
     """The SW-MSA attention mask of :func:`cvt_edu.windows.shifted_window_mask`, one picture per window.
 
@@ -271,7 +270,7 @@ def plot_shift_mask(
         h, w: the token map; multiples of M.
         window_size: M.
         shift_size: s, 0 <= s < M.
-        lang, title: language of the text; figure title.
+        lang: language of the text.
 
     Raises:
         ValueError: as :func:`cvt_edu.windows.shifted_window_mask`.
@@ -284,16 +283,16 @@ def plot_shift_mask(
         ax.set_xticks([])
         ax.set_yticks([])
         blocked = int((mask[k] == MASK_VALUE).sum())
-        ax.set_title(t("mask_window", lang).format(k=k, b=blocked), fontsize=7)
+        ax.set_title(t("mask_window", lang, k=k, b=blocked), fontsize=7)
     handles = [matplotlib.patches.Patch(color=MASK_COLOURS(1), label=t("mask_allowed", lang)),
                matplotlib.patches.Patch(color=MASK_COLOURS(0), label=t("mask_blocked", lang))]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
-    fig.suptitle(title or t("mask_title", lang).format(h=h, w=w, m=window_size, s=shift_size), fontsize=10)
+    fig.suptitle(t("mask_title", lang, h=h, w=w, m=window_size, s=shift_size), fontsize=10)
     return fig
 
 
 def plot_relative_position_index(
-    window_size: int, query: int | None = None, *, lang: str | None = None, title: str | None = None
+    window_size: int, query: int | None = None, *, lang: str | None = None
 ) -> matplotlib.figure.Figure:
     """The relative position index of :func:`cvt_edu.windows.relative_position_index` (Sec. 3.2, Eq. 4).
 
@@ -304,7 +303,7 @@ def plot_relative_position_index(
     Args:
         window_size: M.
         query: the query token (row-major in the window); ``None``: the centre.
-        lang, title: language of the text; figure title.
+        lang: language of the text.
 
     Raises:
         ValueError: if ``query`` is not in [0, M*M).
@@ -317,8 +316,8 @@ def plot_relative_position_index(
     fig, (ax_table, ax_row) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     image = ax_table.imshow(index.numpy(), cmap="viridis", interpolation="nearest")
     ax_table.axhline(query, color="red", lw=1.5, alpha=0.8)
-    ax_table.set(title=t("rpi_table", lang).format(n=m * m), xlabel=t("rpi_key", lang), ylabel=t("rpi_query", lang))
-    fig.colorbar(image, ax=ax_table, label=t("rpi_index", lang).format(k=(2 * m - 1) ** 2 - 1))
+    ax_table.set(title=t("rpi_table", lang, n=m * m), xlabel=t("rpi_key", lang), ylabel=t("rpi_query", lang))
+    fig.colorbar(image, ax=ax_table, label=t("rpi_index", lang, k=(2 * m - 1) ** 2 - 1))
     row = index[query].reshape(m, m)
     ax_row.imshow(row.numpy(), cmap="viridis", vmin=0, vmax=(2 * m - 1) ** 2 - 1, interpolation="nearest")
     for (y, x), value in np.ndenumerate(row.numpy()):
@@ -327,12 +326,12 @@ def plot_relative_position_index(
     ax_row.add_patch(matplotlib.patches.Rectangle((qx - 0.5, qy - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
     ax_row.set_xticks(range(m))
     ax_row.set_yticks(range(m))
-    ax_row.set_title(t("rpi_row", lang).format(i=query, y=qy, x=qx), fontsize=10)
-    fig.suptitle(title or t("rpi_title", lang).format(m=m, n=(2 * m - 1) ** 2))
+    ax_row.set_title(t("rpi_row", lang, i=query, y=qy, x=qx), fontsize=10)
+    fig.suptitle(t("rpi_title", lang, m=m, n=(2 * m - 1) ** 2))
     return fig
 
 
-def plot_patch_merging(h: int = 4, w: int = 4, *, lang: str | None = None, title: str | None = None) -> matplotlib.figure.Figure:
+def plot_patch_merging(h: int = 4, w: int = 4, *, lang: str | None = None) -> matplotlib.figure.Figure:
     """Which tokens patch merging (Sec. 3.1) puts together, from the real :class:`cvt_edu.swin.PatchMerging`.
 
     Left: an h x w map of numbered tokens, each 2 x 2 group in its colour. Right: the
@@ -349,15 +348,15 @@ def plot_patch_merging(h: int = 4, w: int = 4, *, lang: str | None = None, title
     for y in range(h):
         for x in range(w):
             ax_before.text(x, y, str(y * w + x), ha="center", va="center", fontsize=12)
-    ax_before.set_title(t("merge_before", lang).format(h=h, w=w), fontsize=10)
+    ax_before.set_title(t("merge_before", lang, h=h, w=w), fontsize=10)
     small = torch.arange((h // 2) * (w // 2)).reshape(h // 2, w // 2)
     ax_after.imshow(_tint(small, 1)[..., :3] * 0.6 + 0.4, interpolation="nearest")
     for y in range(h // 2):
         for x in range(w // 2):
             ax_after.text(x, y, "[" + ", ".join(str(int(v)) for v in order[y, x]) + "]", ha="center", va="center", fontsize=11)
-    ax_after.set_title(t("merge_after", lang).format(h=h // 2, w=w // 2), fontsize=10)
+    ax_after.set_title(t("merge_after", lang, h=h // 2, w=w // 2), fontsize=10)
     for ax in (ax_before, ax_after):
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or t("merge_title", lang))
+    fig.suptitle(t("merge_title", lang))
     return fig

@@ -21,7 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from ..course.i18n import t
-from ..pvt import SpatialReductionAttention
+from ..pvt import PVTStageConfig, SpatialReductionAttention
 
 __all__ = ["reduce_image", "plot_spatial_reduction", "pca_rgb", "plot_token_maps"]
 
@@ -55,7 +55,7 @@ def reduce_image(image: torch.Tensor, sr_ratio: int) -> torch.Tensor:
     _, h, w = x.shape
     if sr_ratio < 1 or h % sr_ratio or w % sr_ratio:
         raise ValueError(f"sr_ratio {sr_ratio} must be >= 1 and divide the {h}x{w} image")
-    sra = SpatialReductionAttention(dim=3, num_heads=1, sr_ratio=sr_ratio)
+    sra = SpatialReductionAttention(PVTStageConfig(embed_dim=3, depth=1, num_heads=1, sr_ratio=sr_ratio))
     if sr_ratio > 1:
         nn.init.zeros_(sra.sr.weight)
         nn.init.zeros_(sra.sr.bias)
@@ -130,8 +130,8 @@ def plot_token_maps(
 
     Args:
         image: (3, H, W), uint8 or float in [0, 1].
-        maps: one (1, C_i, H_i, W_i) tensor per stage, e.g. ``model.forward_stages(x)`` of Swin, or
-            its first element for PVT and CvT.
+        maps: one (1, C_i, H_i, W_i) tensor per stage, e.g. ``model.forward_features(x).maps`` of Swin,
+            PVT or CvT.
         lang, title: language of the text; figure title.
     """
     x = _as_float_image(image)

@@ -10,6 +10,13 @@ kernels, no weights kept) used otherwise.
 An optional additive bias B enters before the softmax, softmax(Q K^T * scale + B) V:
 Swin's relative position bias and its shifted-window mask (Liu et al. 2021, Sec. 3.2,
 Eq. 4) are such biases.
+
+The same names in every course model (ViT, CvT, Swin, PVT): a block's attention is ``block.attn``,
+a module that owns its projections and is called ``block.attn(tokens, size)`` with tokens (B, N, C)
+and the token-map size (H, W); W^Q, W^K, W^V are ``block.attn.qkv.q``, ``.k``, ``.v``
+(:mod:`cvt_edu.projection`) and W^O is ``block.attn.mha.proj``, in the :class:`MultiHeadAttention`
+core ``block.attn.mha``. :class:`SelfAttention` is ViT's and CvT's; Swin's and PVT's live in their
+model files.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-__all__ = ["MultiHeadAttention", "attention_maps"]
+__all__ = ["MultiHeadAttention", "SelfAttention", "attention_maps"]
 
 
 class MultiHeadAttention(nn.Module):
@@ -83,9 +90,45 @@ class MultiHeadAttention(nn.Module):
         return self.proj_drop(self.proj(rearrange(out, "b h n d -> b n (h d)")))
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention that owns its projections (Vaswani et al. 2017, Sec. 3.2.2).
+
+    MHSA(x) = Concat(head_1, ..., head_h) W^O, head_j = Attention(Q_j, K_j, V_j), where Q, K, V = qkv(x, size).
+
+    ViT's attention with :class:`~cvt_edu.projection.LinearQKV` (Eq. 2, App. A), CvT's with
+    :class:`~cvt_edu.projection.ConvQKV` (Sec. 3.2).
+
+    Args:
+        qkv: the projection, stored as ``qkv``; called ``qkv(tokens, size)``, it returns (q, k, v).
+        embed_dim, num_heads, scale, attn_drop, proj_drop: of the :class:`MultiHeadAttention`
+            core, stored as ``mha`` (W^O is ``mha.proj``).
+
+    Shapes:
+        tokens (B, N, C) and the token-map size (H, W) (only a convolutional projection needs it)
+        -> (B, N, C).
+    """
+
+    def __init__(
+        self,
+        qkv: nn.Module,
+        *,
+        embed_dim: int,
+        num_heads: int,
+        scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.qkv = qkv
+        self.mha = MultiHeadAttention(embed_dim=embed_dim, num_heads=num_heads, scale=scale, attn_drop=attn_drop, proj_drop=proj_drop)
+
+    def forward(self, tokens: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        return self.mha(*self.qkv(tokens, size))
+
+
 @contextmanager
 def keep_attention(model: nn.Module) -> Iterator[list[MultiHeadAttention]]:
-    """Make every attention layer of ``model`` keep its weights inside a ``with`` block."""
+    """Make every attention layer of ``model`` keep its weights inside a ``with`` block (none for a model without attention)."""
     layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
     for layer in layers:
         layer.keep_attention = True
@@ -107,7 +150,12 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]
 
     Returns:
         One tensor per attention layer, in forward order, shape (B, h, N_q, N_k).
+
+    Raises:
+        TypeError: for a model without attention layers (:class:`MultiHeadAttention`), such as a CNN.
     """
     with keep_attention(model) as layers:
+        if not layers:
+            raise TypeError(f"{type(model).__name__} has no attention layer (no MultiHeadAttention), so it has no attention maps")
         model(images)
         return [layer.last_attention for layer in layers]

@@ -6,6 +6,13 @@ whose queries, keys and values come from a convolutional projection (Sec. 3.2), 
 keys and values squeezed by a stride of 2. There is no positional embedding: the
 convolutions already know where each token is. Only the last stage has a [CLS]
 token, which the classifier reads (Sec. 3, Fig. 2).
+
+x_i = LN(Conv2d(x_{i-1}))                                       (Sec. 3.1, token embedding)
+x^{q/k/v} = Flatten(Conv2d(Reshape2D(x), s)), then W^Q, W^K, W^V  (Sec. 3.2, Eq. 2)
+
+Names, as in every course model: W^Q, W^K, W^V are ``stages[i].blocks[j].attn.qkv.q``, ``.k``, ``.v``,
+the depthwise convolutions and BatchNorms beside them ``...attn.qkv.conv_q``, ``.conv_k``, ``.conv_v``,
+and W^O is ``...attn.mha.proj``.
 """
 
 from __future__ import annotations
@@ -16,12 +23,12 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .attention import MultiHeadAttention
-from .layers import DropPath, Mlp, StagedClassifier, init_weights
+from .attention import SelfAttention
+from .layers import Classifier, Features, TransformerBlock, classifier_head, init_weights, run_stages
 from .patching import ConvTokenEmbedding
 from .projection import ConvQKV
 
-__all__ = ["CvTStageConfig", "CvTConfig", "CvTBlock", "CvTStage", "CvT"]
+__all__ = ["CvTStageConfig", "CvTConfig", "CvTAttention", "CvTBlock", "CvTStage", "CvT"]
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,34 @@ class CvTConfig:
             raise ValueError(f"attn_scale must be 'embed_dim' or 'head_dim', got {self.attn_scale!r}")
 
 
-class CvTBlock(nn.Module):
+class CvTAttention(SelfAttention):
+    """MHSA on CvT's convolutional projection (Sec. 3.2, Fig. 3): ``qkv`` is a :class:`~cvt_edu.projection.ConvQKV`.
+
+    Args:
+        stage: the :class:`CvTStageConfig` of the stage (width, heads, projection settings, dropouts).
+        scale: factor on Q K^T.
+
+    Shapes:
+        tokens (B, [1 +] H*W, C) and the map size (H, W) -> (B, [1 +] H*W, C).
+    """
+
+    def __init__(self, stage: CvTStageConfig, *, scale: float) -> None:
+        qkv = ConvQKV(
+            dim=stage.embed_dim,
+            kernel_size=stage.kernel_qkv,
+            padding_q=stage.padding_q,
+            stride_q=stage.stride_q,
+            padding_kv=stage.padding_kv,
+            stride_kv=stage.stride_kv,
+            method=stage.projection,
+            bias=stage.qkv_bias,
+            with_cls_token=stage.cls_token,
+        )
+        super().__init__(qkv, embed_dim=stage.embed_dim, num_heads=stage.num_heads, scale=scale,
+                         attn_drop=stage.attn_drop_rate, proj_drop=stage.drop_rate)
+
+
+class CvTBlock(TransformerBlock):
     """A CvT transformer block: x + MHSA(ConvProj(LN(x))), then x + MLP(LN(x)) (Sec. 3.2, Fig. 2b).
 
     Args:
@@ -96,30 +130,8 @@ class CvTBlock(nn.Module):
     """
 
     def __init__(self, stage: CvTStageConfig, *, drop_path: float, scale: float, eps: float = 1e-5) -> None:
-        super().__init__()
-        dim = stage.embed_dim
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.qkv = ConvQKV(
-            dim=dim,
-            kernel_size=stage.kernel_qkv,
-            padding_q=stage.padding_q,
-            stride_q=stage.stride_q,
-            padding_kv=stage.padding_kv,
-            stride_kv=stage.stride_kv,
-            method=stage.projection,
-            bias=stage.qkv_bias,
-            with_cls_token=stage.cls_token,
-        )
-        self.attn = MultiHeadAttention(
-            embed_dim=dim, num_heads=stage.num_heads, scale=scale, attn_drop=stage.attn_drop_rate, proj_drop=stage.drop_rate
-        )
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim=dim, hidden_dim=int(dim * stage.mlp_ratio), drop=stage.drop_rate)
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(*self.qkv(self.norm1(x), size)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        super().__init__(CvTAttention(stage, scale=scale), dim=stage.embed_dim, mlp_ratio=stage.mlp_ratio, drop=stage.drop_rate,
+                         drop_path=drop_path, eps=eps)
 
 
 class CvTStage(nn.Module):
@@ -160,15 +172,16 @@ class CvTStage(nn.Module):
         return rearrange(tokens[:, n_cls:], "b (h w) c -> b c h w", h=h, w=w), cls
 
 
-class CvT(StagedClassifier):
+class CvT(Classifier):
     """CvT classifier.
 
     Args:
         config: a :class:`CvTConfig`.
 
     Shapes:
-        images (B, C, H, W) -> logits (B, num_classes). ``forward_stages`` returns the
-        token map of every stage, (B, C_i, H_i, W_i), and the final [CLS] token (B, 1, C).
+        images (B, C, H, W) -> logits (B, num_classes). ``forward_features`` returns
+        :class:`~cvt_edu.layers.Features`: the token map of every stage, (B, C_i, H_i, W_i), as the
+        stage outputs it, and the normalised [CLS] token of the last stage (B, C), which the head reads.
 
     Raises:
         ValueError: on a wrong channel count, or images too small for the embeddings' kernels.
@@ -184,8 +197,12 @@ class CvT(StagedClassifier):
             CvTStage(s, in_chans=ch, attn_scale=c.attn_scale, eps=c.layer_norm_eps) for s, ch in zip(c.stages, chans)
         )
         self.norm = nn.LayerNorm(c.stages[-1].embed_dim, eps=c.layer_norm_eps)
-        self.head = nn.Linear(c.stages[-1].embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
+        self.head = classifier_head(c.stages[-1].embed_dim, c.num_classes)
         self.apply(init_weights)
         for stage in self.stages:
             if stage.cls_token is not None:
                 nn.init.trunc_normal_(stage.cls_token, std=0.02)
+
+    def forward_features(self, images: torch.Tensor) -> Features:
+        maps, cls = run_stages(self.stages, images)
+        return Features(maps=maps, cls=self.norm(cls[:, 0]))

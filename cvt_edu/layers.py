@@ -1,11 +1,14 @@
-"""Small pieces every transformer block uses: the MLP and stochastic depth."""
+"""What the four models share: the MLP, stochastic depth, the pre-norm transformer block, the
+:class:`Features` every model computes, and the classifier on top of them."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["Mlp", "DropPath", "StagedClassifier", "init_weights"]
+__all__ = ["Mlp", "DropPath", "TransformerBlock", "Features", "Classifier", "classifier_head", "run_stages", "init_weights"]
 
 
 class Mlp(nn.Module):
@@ -77,31 +80,90 @@ def init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-class StagedClassifier(nn.Module):
-    """What hierarchical classifiers whose last stage carries a [CLS] token share (CvT, PVT).
+class TransformerBlock(nn.Module):
+    """The pre-norm transformer block of every course model; only its attention differs.
 
-    Subclasses set ``self.stages`` (each stage maps a map (B, C_{i-1}, H, W) to a map
-    (B, C_i, H_i, W_i) and a [CLS] token (B, 1, C_i) or ``None``), ``self.norm`` and ``self.head``.
+    z' = z + DropPath(Attn(LN(z), size)), z'' = z' + DropPath(MLP(LN(z'))): ViT (Eq. 2-3), CvT (Fig. 2b),
+    Swin (Eq. 3, with (S)W-MSA), PVT (Sec. 3.3, with SRA).
+
+    Args:
+        attn: the attention module, stored as ``attn``; called ``attn(tokens, size)``.
+        dim: C, the token width.
+        mlp_ratio: hidden width of the MLP over C.
+        drop: dropout in the MLP (the attention has its own).
+        drop_path: stochastic-depth probability of both residual branches.
+        eps: LayerNorm epsilon.
 
     Shapes:
-        ``forward_stages``: images (B, C, H, W) -> the map of every stage and the last [CLS] token (B, 1, C).
-        ``forward_features``: the normalised [CLS] token, (B, C). ``forward``: logits (B, num_classes).
+        tokens (B, N, C) and the token-map size (H, W) (``None`` where the attention needs none, ViT)
+        -> (B, N, C).
     """
 
-    stages: nn.ModuleList
+    def __init__(self, attn: nn.Module, *, dim: int, mlp_ratio: float, drop: float = 0.0, drop_path: float = 0.0,
+                 eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim=dim, hidden_dim=int(dim * mlp_ratio), drop=drop)
+        self.drop_path = DropPath(drop_path)
 
-    def forward_stages(self, images: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        maps, x, cls = [], images, None
-        for stage in self.stages:
-            x, cls = stage(x)
-            maps.append(x)
-        return maps, cls
+    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), size))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.forward_stages(images)[1][:, 0])
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features)
+@dataclass(frozen=True)
+class Features:
+    """What a model computes before its classifier, the same for every course model.
+
+    Attributes:
+        maps: the feature map of every stage, first stage first, each (B, C_i, H_i, W_i). ViT has
+            one: its final normalised patch tokens, (B, D, H/P, W/P). Where the final LayerNorm acts
+            on every token (ViT, Swin) the last map is after it; CvT and PVT normalise only the
+            [CLS] token their head reads, so their maps are what the stages output.
+        cls: the normalised [CLS] token, (B, C), or ``None`` for a model without one (Swin, a CNN).
+    """
+
+    maps: list[torch.Tensor]
+    cls: torch.Tensor | None = None
+
+    def pooled(self) -> torch.Tensor:
+        """What a classifier reads, (B, C): the [CLS] token, or without one the last map averaged over H and W."""
+        return self.cls if self.cls is not None else self.maps[-1].mean(dim=(-2, -1))
+
+
+def run_stages(stages: nn.ModuleList, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """Run stages that each map a map to a map and a [CLS] token (B, 1, C) or ``None``; every map and the last token."""
+    maps, cls = [], None
+    for stage in stages:
+        x, cls = stage(x)
+        maps.append(x)
+    return maps, cls
+
+
+def classifier_head(width: int, num_classes: int) -> nn.Module:
+    """Linear(width -> num_classes); with ``num_classes = 0`` the identity (the model returns its features)."""
+    return nn.Linear(width, num_classes) if num_classes > 0 else nn.Identity()
+
+
+class Classifier(nn.Module):
+    """What every course model shares: ``forward = forward_head . forward_features``.
+
+    Subclasses define ``forward_features(images) -> Features`` and a ``head`` (:func:`classifier_head`).
+
+    Shapes:
+        ``forward_features``: images (B, C, H, W) -> :class:`Features`. ``forward_head``: features ->
+        logits (B, num_classes), the head applied to :meth:`Features.pooled`. ``forward``: images -> logits.
+    """
+
+    head: nn.Module
+
+    def forward_features(self, images: torch.Tensor) -> Features:
+        raise NotImplementedError
+
+    def forward_head(self, features: Features) -> torch.Tensor:
+        return self.head(features.pooled())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))

@@ -8,8 +8,8 @@ from typing import Any, Callable
 from torch import nn
 
 from .cvt import CvT, CvTConfig, CvTStageConfig
-from .pvt import PVT, PVTConfig
-from .swin import Swin, SwinConfig
+from .pvt import PVT, PVTConfig, PVTStageConfig
+from .swin import Swin, SwinConfig, SwinStageConfig
 from .vit import ViT, ViTConfig
 
 __all__ = ["MODELS", "arch_of", "list_models", "model_config", "build_model", "model_from_config", "config_to_dict"]
@@ -26,12 +26,17 @@ def _vit(**kw: Any) -> tuple[str, ViTConfig]:
     return "vit", ViTConfig(**kw)
 
 
-def _swin(**kw: Any) -> tuple[str, SwinConfig]:
-    return "swin", SwinConfig(**kw)
+def _swin(embed_dim: int, depths: tuple[int, ...], num_heads: tuple[int, ...], window_size: int, **kw: Any) -> tuple[str, SwinConfig]:
+    """Swin's stages as the paper lists them: width C doubling from stage to stage, one window size."""
+    stages = tuple(
+        SwinStageConfig(embed_dim=embed_dim * 2**i, depth=d, num_heads=h, window_size=window_size)
+        for i, (d, h) in enumerate(zip(depths, num_heads))
+    )
+    return "swin", SwinConfig(stages=stages, **kw)
 
 
-def _pvt(**kw: Any) -> tuple[str, PVTConfig]:
-    return "pvt", PVTConfig(**kw)
+def _pvt(stages: list[PVTStageConfig], **kw: Any) -> tuple[str, PVTConfig]:
+    return "pvt", PVTConfig(stages=tuple(stages), **kw)
 
 
 def _cvt(stages: list[dict[str, Any]], **kw: Any) -> tuple[str, CvTConfig]:
@@ -66,26 +71,17 @@ MODELS: dict[str, Callable[[], tuple[str, Any]]] = {
     ),
     # Swin and PVT for 32x32: patches of 2 and three stages (16x16, 8x8, 4x4 token maps).
     # Swin: 4x4 windows, so stage 3 is one window (no shift there), as Swin-T's 7x7 stage 4.
-    "swin-tiny": lambda: _swin(
-        image_size=32,
-        patch_size=2,
-        num_classes=10,
-        embed_dim=48,
-        depths=(2, 2, 2),
-        num_heads=(3, 6, 12),
-        window_size=4,
-        drop_path_rate=0.1,
-    ),
+    "swin-tiny": lambda: _swin(48, (2, 2, 2), (3, 6, 12), window_size=4, image_size=32, patch_size=2, num_classes=10,
+                               drop_path_rate=0.1),
     # PVT: reduction ratios 4-2-1 give 4x4 keys and values in every stage, as 8-4-2-1 give 7x7 in PVT-Tiny.
     "pvt-tiny": lambda: _pvt(
+        [
+            PVTStageConfig(embed_dim=48, depth=2, num_heads=1, mlp_ratio=4.0, sr_ratio=4, patch_size=2),
+            PVTStageConfig(embed_dim=96, depth=2, num_heads=2, mlp_ratio=4.0, sr_ratio=2, patch_size=2),
+            PVTStageConfig(embed_dim=160, depth=2, num_heads=5, mlp_ratio=4.0, sr_ratio=1, patch_size=2),
+        ],
         image_size=32,
         num_classes=10,
-        embed_dims=(48, 96, 160),
-        depths=(2, 2, 2),
-        num_heads=(1, 2, 5),
-        mlp_ratios=(4, 4, 4),
-        sr_ratios=(4, 2, 1),
-        patch_sizes=(2, 2, 2),
         drop_path_rate=0.1,
     ),
     # ViT-Ti/S/B from DeiT (Touvron et al. 2021) and ViT (Table 1).
@@ -96,9 +92,17 @@ MODELS: dict[str, Callable[[], tuple[str, Any]]] = {
     "cvt-21": lambda: _cvt_imagenet((64, 192, 384), (1, 3, 6), (1, 4, 16)),
     "cvt-w24": lambda: _cvt_imagenet((192, 768, 1024), (3, 12, 16), (2, 2, 20)),
     # Swin-T (Liu et al. 2021, Sec. 3.3): C = 96, depths 2-2-6-2, M = 7; stochastic depth 0.2 (App. A2.1).
-    "swin-t": lambda: _swin(drop_path_rate=0.2),
+    "swin-t": lambda: _swin(96, (2, 2, 6, 2), (3, 6, 12, 24), window_size=7, drop_path_rate=0.2),
     # PVT-Tiny (Wang et al. 2021, Table 1); stochastic depth 0.1 as in its ImageNet training.
-    "pvt-v1-tiny": lambda: _pvt(drop_path_rate=0.1),
+    "pvt-v1-tiny": lambda: _pvt(
+        [
+            PVTStageConfig(embed_dim=64, depth=2, num_heads=1, mlp_ratio=8.0, sr_ratio=8, patch_size=4),
+            PVTStageConfig(embed_dim=128, depth=2, num_heads=2, mlp_ratio=8.0, sr_ratio=4, patch_size=2),
+            PVTStageConfig(embed_dim=320, depth=2, num_heads=5, mlp_ratio=4.0, sr_ratio=2, patch_size=2),
+            PVTStageConfig(embed_dim=512, depth=2, num_heads=8, mlp_ratio=4.0, sr_ratio=1, patch_size=2),
+        ],
+        drop_path_rate=0.1,
+    ),
 }
 
 

@@ -4,7 +4,9 @@ ViT adds a learned vector E_pos per position to the patch embeddings (Dosovitski
 Eq. 1); Sec. 4.5 and Fig. 7 (center) show that after training on much data the learned vectors
 of nearby patches are similar, in a 2-D pattern of rows and columns. A fixed alternative is the
 sine-cosine embedding of Vaswani et al. (2017, Sec. 3.5), in its 2-D form (one half of the
-channels codes the row, the other the column) as used by MAE (He et al. 2022).
+channels codes the row, the other the column) as used by MAE (He et al. 2022). PVT learns one E_pos
+per stage (Wang et al. 2021, Sec. 3.1); CvT and Swin have none (their convolutions and relative
+position bias know where a token is).
 """
 
 from __future__ import annotations
@@ -12,8 +14,47 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from torch import nn
 
-__all__ = ["sincos_pos_embed_2d", "pos_embed_similarity"]
+__all__ = ["learned_pos_embed", "check_learned_size", "sincos_pos_embed_2d", "pos_embed_similarity"]
+
+
+def learned_pos_embed(grid_size: int | tuple[int, int], embed_dim: int, *, cls_token: bool = False) -> nn.Parameter:
+    """Learned positional embeddings E_pos, one D-vector per position (ViT, Eq. 1; PVT, Sec. 3.1).
+
+    z_0 = [x_class; x_p^1 E; ...; x_p^N E] + E_pos, E_pos of shape (1 [+ 1], N, D), added to the tokens.
+    The values start at 0: the model draws them (truncated normal, std 0.02) after its other weights.
+
+    Args:
+        grid_size: H/P, or (H/P, W/P), the token grid; N = H/P * W/P.
+        embed_dim: D.
+        cls_token: whether the sequence has a [CLS] token in front, which gets a position too.
+
+    Returns:
+        An ``nn.Parameter`` of zeros, shape (1, [1 +] N, D).
+
+    Raises:
+        ValueError: if the grid is empty.
+    """
+    gh, gw = _grid(grid_size)
+    return nn.Parameter(torch.zeros(1, int(cls_token) + gh * gw, embed_dim))
+
+
+def check_learned_size(images: torch.Tensor, image_size: int) -> None:
+    """Refuse images of another size than the ``image_size`` x ``image_size`` learned positional embeddings know.
+
+    Args:
+        images: (B, C, H, W).
+        image_size: the side the embeddings were learned for, in pixels.
+
+    Raises:
+        ValueError: if H or W differ from ``image_size``.
+    """
+    if images.shape[-2:] != (image_size, image_size):
+        raise ValueError(
+            f"expected {image_size}x{image_size} images (the positional embeddings are learned for that size), "
+            f"got {images.shape[-2]}x{images.shape[-1]}"
+        )
 
 
 def _grid(grid_size: int | tuple[int, int]) -> tuple[int, int]:

@@ -6,6 +6,12 @@
   and only then projected linearly. A stride of 2 on the keys and values (the
   squeezed projection) shrinks N_k by 4. The [CLS] token has no place on the map: it is
   split off before the convolution and joined back after it, never convolved.
+
+Names, the same in every course model: a projection module holds the linear maps W^Q, W^K, W^V
+as ``.q``, ``.k``, ``.v`` (``nn.Linear``); CvT's convolutional parts sit beside them as ``.conv_q``,
+``.conv_k``, ``.conv_v``. Inside a model the projection is ``block.attn.qkv``. Every projection is
+called ``qkv(tokens, size)`` with tokens (B, N, C) and the token-map size (H, W), which the
+linear projection does not need.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ class LinearQKV(nn.Module):
         bias: whether W^Q, W^K, W^V have a bias.
 
     Shapes:
-        (B, N, C) -> three tensors (B, N, C).
+        tokens (B, N, C) -> three tensors (B, N, C); ``size``, the token-map size, is not needed.
     """
 
     def __init__(self, *, dim: int, bias: bool = True) -> None:
@@ -36,7 +42,9 @@ class LinearQKV(nn.Module):
         self.k = nn.Linear(dim, dim, bias=bias)
         self.v = nn.Linear(dim, dim, bias=bias)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, size: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.q(x), self.k(x), self.v(x)
 
 
@@ -84,7 +92,9 @@ class ConvProjection(nn.Module):
 class ConvQKV(nn.Module):
     """Convolutional projection of CvT into queries, keys and values (Sec. 3.2, Eq. 2).
 
-    x^{q/k/v} = Flatten(Conv2d(Reshape2D(x^i), s)), then the linear maps W^Q, W^K, W^V.
+    x^{q/k/v} = Flatten(Conv2d(Reshape2D(x^i), s)), then the linear maps W^Q, W^K, W^V
+    (``.q``, ``.k``, ``.v``, as in :class:`LinearQKV`); the convolutional parts are ``.conv_q``,
+    ``.conv_k``, ``.conv_v`` (:class:`ConvProjection`).
 
     Args:
         dim: C, the token width.
@@ -124,7 +134,9 @@ class ConvQKV(nn.Module):
         self.conv_q = ConvProjection(dim=dim, kernel_size=kernel_size, stride=stride_q, padding=padding_q, method=method_q)
         self.conv_k = ConvProjection(dim=dim, kernel_size=kernel_size, stride=stride_kv, padding=padding_kv, method=method)
         self.conv_v = ConvProjection(dim=dim, kernel_size=kernel_size, stride=stride_kv, padding=padding_kv, method=method)
-        self.linear = LinearQKV(dim=dim, bias=bias)
+        self.q = nn.Linear(dim, dim, bias=bias)
+        self.k = nn.Linear(dim, dim, bias=bias)
+        self.v = nn.Linear(dim, dim, bias=bias)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         h, w = size
@@ -136,4 +148,4 @@ class ConvQKV(nn.Module):
         cls, tokens = x[:, :n_cls], x[:, n_cls:]
         token_map = rearrange(tokens, "b (h w) c -> b c h w", h=h, w=w)
         q, k, v = (torch.cat([cls, conv(token_map)], dim=1) for conv in (self.conv_q, self.conv_k, self.conv_v))
-        return self.linear.q(q), self.linear.k(k), self.linear.v(v)
+        return self.q(q), self.k(k), self.v(v)

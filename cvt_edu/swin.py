@@ -10,7 +10,13 @@ The shift is done with a cyclic roll of the map and an attention mask (Sec. 3.2,
 "Efficient batch computation", Fig. 4), and every attention score gets a learned
 relative position bias B (Eq. 4). The classifier averages the last token map.
 
-Token maps are kept channels-last, (B, H, W, C), inside the stages.
+z'_l = W-MSA(LN(z_{l-1})) + z_{l-1},   z_l = MLP(LN(z'_l)) + z'_l          (Eq. 3)
+z'_{l+1} = SW-MSA(LN(z_l)) + z_l,      z_{l+1} = MLP(LN(z'_{l+1})) + z'_{l+1}
+Attention(Q, K, V) = SoftMax(Q K^T / sqrt(d) + B) V                        (Eq. 4)
+
+Between blocks the tokens are (B, H*W, C), as in the other models; window attention lays them
+out as a channels-last map (B, H, W, C) inside. Names, as in every course model: W^Q, W^K, W^V
+are ``stages[i].blocks[j].attn.qkv.q``, ``.k``, ``.v`` and W^O is ``...attn.mha.proj``.
 
 Sizes: this implementation does not pad. The image side must be a multiple of the patch
 size, every stage's token map a multiple of its window, and every merged map even;
@@ -21,14 +27,15 @@ otherwise. (The reference code pads the maps with zeros instead.)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import torch
 from einops import rearrange, repeat
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .layers import DropPath, Mlp, init_weights
+from .layers import Classifier, Features, TransformerBlock, classifier_head, init_weights, run_stages
 from .patching import ConvTokenEmbedding, check_image
 from .projection import LinearQKV
 from .windows import (
@@ -41,14 +48,58 @@ from .windows import (
     window_reverse,
 )
 
-__all__ = [
-    "WindowAttention",
-    "SwinBlock",
-    "PatchMerging",
-    "SwinStage",
-    "SwinConfig",
-    "Swin",
-]
+__all__ = ["SwinStageConfig", "SwinConfig", "WindowAttention", "SwinBlock", "PatchMerging", "SwinStage", "Swin"]
+
+
+@dataclass(frozen=True)
+class SwinStageConfig:
+    """One stage of a Swin Transformer (Sec. 3.3; Swin-T: widths 96-192-384-768, depths 2-2-6-2, heads 3-6-12-24).
+
+    ``embed_dim`` is C_i, twice the previous stage's (patch merging doubles the width);
+    ``window_size`` is M before it is fitted to the stage's map (:func:`window_and_shift`).
+    """
+
+    embed_dim: int
+    depth: int
+    num_heads: int
+    window_size: int = 7
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class SwinConfig:
+    """Hyper-parameters of a Swin Transformer: the patch embedding, the stages, the classifier.
+
+    ``image_size`` is the size the model is built for: it fixes where a window shrinks to a small
+    map (:func:`window_and_shift`); other sizes work when the windows divide every map.
+    ``drop_path_rate`` is the stochastic depth of the last block, growing linearly from 0 over
+    all blocks. ``num_classes = 0`` builds the model without a classifier (it returns the pooled features).
+    """
+
+    stages: tuple[SwinStageConfig, ...]
+    image_size: int = 224
+    patch_size: int = 4
+    in_chans: int = 3
+    num_classes: int = 1000
+    drop_path_rate: float = 0.0
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        # Accept stages given as dicts (for example read back from config.json).
+        stages = tuple(s if isinstance(s, SwinStageConfig) else SwinStageConfig(**s) for s in self.stages)
+        object.__setattr__(self, "stages", stages)
+        widths = [s.embed_dim for s in stages]
+        if any(b != 2 * a for a, b in pairwise(widths)):
+            raise ValueError(f"patch merging doubles the width from stage to stage; got widths {widths}")
+        if self.image_size % (self.patch_size * 2 ** (len(stages) - 1)):
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by patch_size * 2**(stages - 1) = "
+                f"{self.patch_size * 2 ** (len(stages) - 1)}"
+            )
+
 
 class WindowAttention(nn.Module):
     """Window multi-head self-attention, W-MSA (shift 0) or SW-MSA (shift s > 0) (Sec. 3.2).
@@ -57,125 +108,78 @@ class WindowAttention(nn.Module):
     within itself: Attention(Q, K, V) = softmax(Q K^T / sqrt(d) + B) V with the relative
     position bias B read from a learned table B_hat of shape ((2M-1)^2, h) (Eq. 4), plus the
     mask of :func:`shifted_window_mask` in SW-MSA; then windows are put back and the roll undone.
+    W^Q, W^K, W^V are ``qkv.q``, ``.k``, ``.v``; W^O is ``mha.proj``.
 
     Args:
-        dim: C.
-        num_heads: h.
-        window_size: M.
+        stage: the :class:`SwinStageConfig`; its ``window_size`` is the M used (already fitted to the map).
         shift_size: s; 0 for W-MSA.
         resolution: the (H, W) the model is built for; its SW-MSA mask is computed once.
-        qkv_bias: bias in W^Q, W^K, W^V.
-        attn_drop: dropout on the attention weights.
-        proj_drop: dropout after the output projection.
 
     Shapes:
-        (B, H, W, C) -> (B, H, W, C); inside, windows (B * H/M * W/M, M*M, C).
+        tokens (B, H*W, C) and the map size (H, W) -> (B, H*W, C); inside, windows (B * H/M * W/M, M*M, C).
 
     Raises:
-        ValueError: if M does not divide H or W.
+        ValueError: if s is not in [0, M), the tokens do not fill an H x W map, or M does not divide H or W.
     """
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        num_heads: int,
-        window_size: int,
-        shift_size: int = 0,
-        resolution: tuple[int, int] | None = None,
-        qkv_bias: bool = True,
-        attn_drop: float = 0.0,
-        proj_drop: float = 0.0,
-    ) -> None:
+    def __init__(self, stage: SwinStageConfig, *, shift_size: int = 0, resolution: tuple[int, int] | None = None) -> None:
         super().__init__()
-        if not 0 <= shift_size < window_size:
-            raise ValueError(f"shift_size must be in [0, window_size={window_size}), got {shift_size}")
-        self.window_size = window_size
+        m, dim = stage.window_size, stage.embed_dim
+        if not 0 <= shift_size < m:
+            raise ValueError(f"shift_size must be in [0, window_size={m}), got {shift_size}")
+        self.window_size = m
         self.shift_size = shift_size
-        self.qkv = LinearQKV(dim=dim, bias=qkv_bias)
-        self.mha = MultiHeadAttention(embed_dim=dim, num_heads=num_heads, attn_drop=attn_drop, proj_drop=proj_drop)
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
-        self.register_buffer("relative_position_index", relative_position_index(window_size), persistent=False)
+        self.qkv = LinearQKV(dim=dim, bias=stage.qkv_bias)
+        self.mha = MultiHeadAttention(embed_dim=dim, num_heads=stage.num_heads, attn_drop=stage.attn_drop_rate,
+                                      proj_drop=stage.drop_rate)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * m - 1) ** 2, stage.num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(m), persistent=False)
         self.resolution = tuple(resolution) if resolution is not None else None
-        mask = shifted_window_mask(*resolution, window_size, shift_size) if shift_size and resolution else None
+        mask = shifted_window_mask(*resolution, m, shift_size) if shift_size and resolution else None
         self.register_buffer("attn_mask", mask, persistent=False)
 
     def relative_position_bias(self) -> torch.Tensor:
         """B of Eq. 4: the table read at every token pair, shape (h, M*M, M*M)."""
         return rearrange(self.relative_position_bias_table[self.relative_position_index], "n m h -> h n m")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, _ = x.shape
-        m, s = self.window_size, self.shift_size
+    def forward(self, tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        (h, w), m, s = size, self.window_size, self.shift_size
+        if tokens.shape[1] != h * w:
+            raise ValueError(f"expected the {h}x{w} = {h * w} tokens of the map, got {tokens.shape[1]} (shape {tuple(tokens.shape)})")
+        x = rearrange(tokens, "b (h w) c -> b h w c", h=h, w=w)
         if s:
             x = cyclic_shift(x, s)
         windows = rearrange(window_partition(x, m), "bw m1 m2 c -> bw (m1 m2) c")
         bias = self.relative_position_bias()  # (h, M*M, M*M), shared by every window
         if s:
             mask = self.attn_mask if (h, w) == self.resolution else shifted_window_mask(h, w, m, s).to(x.device)
-            bias = repeat(bias[None] + mask[:, None], "nw h n m -> (b nw) h n m", b=b)
+            bias = repeat(bias[None] + mask[:, None], "nw h n m -> (b nw) h n m", b=x.shape[0])
         out = self.mha(*self.qkv(windows), attn_bias=bias)
         x = window_reverse(rearrange(out, "bw (m1 m2) c -> bw m1 m2 c", m1=m), m, h, w)
-        return reverse_cyclic_shift(x, s) if s else x
+        return rearrange(reverse_cyclic_shift(x, s) if s else x, "b h w c -> b (h w) c")
 
 
-class SwinBlock(nn.Module):
+class SwinBlock(TransformerBlock):
     """A Swin Transformer block (Sec. 3.2, Eq. 3): pre-norm window attention and MLP.
 
     z' = (S)W-MSA(LN(z)) + z, then z'' = MLP(LN(z')) + z'. Blocks alternate shift 0
     (W-MSA) and shift M/2 (SW-MSA).
 
     Args:
-        dim: C.
-        num_heads: h.
-        window_size: M (already fitted to the map, see :func:`window_and_shift`).
+        stage: the :class:`SwinStageConfig`, its window fitted to the map (see :func:`window_and_shift`).
         shift_size: s.
         resolution: (H, W) the model is built for.
-        mlp_ratio: MLP hidden width over C.
-        qkv_bias: bias in W^Q, W^K, W^V.
-        drop: dropout after attention and in the MLP.
-        attn_drop: dropout on the attention weights.
         drop_path: stochastic-depth probability.
         eps: LayerNorm epsilon.
 
     Shapes:
-        (B, H, W, C) -> (B, H, W, C).
+        tokens (B, H*W, C) and (H, W) -> (B, H*W, C).
     """
 
-    def __init__(
-        self,
-        *,
-        dim: int,
-        num_heads: int,
-        window_size: int,
-        shift_size: int = 0,
-        resolution: tuple[int, int] | None = None,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        eps: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = WindowAttention(
-            dim=dim,
-            num_heads=num_heads,
-            window_size=window_size,
-            shift_size=shift_size,
-            resolution=resolution,
-            qkv_bias=qkv_bias,
-            attn_drop=attn_drop,
-            proj_drop=drop,
-        )
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim=dim, hidden_dim=int(dim * mlp_ratio), drop=drop)
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+    def __init__(self, stage: SwinStageConfig, *, shift_size: int = 0, resolution: tuple[int, int] | None = None,
+                 drop_path: float = 0.0, eps: float = 1e-5) -> None:
+        super().__init__(WindowAttention(stage, shift_size=shift_size, resolution=resolution), dim=stage.embed_dim,
+                         mlp_ratio=stage.mlp_ratio, drop=stage.drop_rate, drop_path=drop_path, eps=eps)
 
 
 class PatchMerging(nn.Module):
@@ -214,105 +218,41 @@ class SwinStage(nn.Module):
     """One Swin stage: patch merging (except in stage 1), then ``depth`` blocks alternating W-MSA and SW-MSA.
 
     Args:
-        dim: C_i, the width of the stage (twice the width of the incoming map when it merges).
-        depth: number of blocks.
-        num_heads: h.
-        window_size: M, before fitting to the map.
+        stage: its :class:`SwinStageConfig`.
         resolution: (H_i, W_i), the stage's token map for the size the model is built for.
-        downsample: whether the stage starts with a :class:`PatchMerging`.
+        downsample: whether the stage starts with a :class:`PatchMerging` (from C_i / 2 channels).
         drop_paths: one stochastic-depth probability per block.
-        mlp_ratio, qkv_bias, drop, attn_drop, eps: as in :class:`SwinBlock`.
+        eps: LayerNorm epsilon.
 
     Shapes:
-        (B, 2H_i, 2W_i, C_i/2) with merging, or (B, H_i, W_i, C_i) without -> (B, H_i, W_i, C_i).
+        map (B, C_i/2, 2H_i, 2W_i) with merging, or (B, C_i, H_i, W_i) without -> map (B, C_i, H_i, W_i)
+        and ``None`` (Swin has no [CLS] token).
     """
 
     def __init__(
-        self,
-        *,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        window_size: int,
-        resolution: tuple[int, int],
-        downsample: bool,
-        drop_paths: list[float],
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        eps: float = 1e-5,
+        self, stage: SwinStageConfig, *, resolution: tuple[int, int], downsample: bool, drop_paths: list[float], eps: float = 1e-5
     ) -> None:
         super().__init__()
-        self.downsample = PatchMerging(dim=dim // 2, eps=eps) if downsample else None
-        self.window_size, shift = window_and_shift(resolution, window_size, window_size // 2)
+        self.downsample = PatchMerging(dim=stage.embed_dim // 2, eps=eps) if downsample else None
+        self.window_size, shift = window_and_shift(resolution, stage.window_size, stage.window_size // 2)
+        fitted = replace(stage, window_size=self.window_size)
         self.blocks = nn.ModuleList(
-            SwinBlock(
-                dim=dim,
-                num_heads=num_heads,
-                window_size=self.window_size,
-                shift_size=shift if j % 2 else 0,
-                resolution=resolution,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                drop=drop,
-                attn_drop=attn_drop,
-                drop_path=drop_paths[j],
-                eps=eps,
-            )
-            for j in range(depth)
+            SwinBlock(fitted, shift_size=shift if j % 2 else 0, resolution=resolution, drop_path=drop_paths[j], eps=eps)
+            for j in range(stage.depth)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x = rearrange(x, "b c h w -> b h w c")
         if self.downsample is not None:
             x = self.downsample(x)
+        _, h, w, _ = x.shape
+        tokens = rearrange(x, "b h w c -> b (h w) c")
         for block in self.blocks:
-            x = block(x)
-        return x
+            tokens = block(tokens, (h, w))
+        return rearrange(tokens, "b (h w) c -> b c h w", h=h, w=w), None
 
 
-def _as_tuple(values) -> tuple:
-    return tuple(values) if isinstance(values, (list, tuple)) else values
-
-
-@dataclass(frozen=True)
-class SwinConfig:
-    """Hyper-parameters of a Swin Transformer (Sec. 3.3; defaults: Swin-T).
-
-    Stage i has width ``embed_dim * 2**i``, ``depths[i]`` blocks and ``num_heads[i]`` heads.
-    ``image_size`` is the size the model is built for: it fixes where a window shrinks to
-    a small map (:func:`window_and_shift`); other sizes work when the windows divide every map.
-    """
-
-    image_size: int = 224
-    patch_size: int = 4
-    in_chans: int = 3
-    num_classes: int = 1000
-    embed_dim: int = 96
-    depths: tuple[int, ...] = (2, 2, 6, 2)
-    num_heads: tuple[int, ...] = (3, 6, 12, 24)
-    window_size: int = 7
-    mlp_ratio: float = 4.0
-    qkv_bias: bool = True
-    drop_rate: float = 0.0
-    attn_drop_rate: float = 0.0
-    drop_path_rate: float = 0.0
-    layer_norm_eps: float = 1e-5
-
-    def __post_init__(self) -> None:
-        # Accept lists (for example read back from config.json).
-        object.__setattr__(self, "depths", _as_tuple(self.depths))
-        object.__setattr__(self, "num_heads", _as_tuple(self.num_heads))
-        if len(self.depths) != len(self.num_heads):
-            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} must have one entry per stage")
-        if self.image_size % (self.patch_size * 2 ** (len(self.depths) - 1)):
-            raise ValueError(
-                f"image_size {self.image_size} must be divisible by patch_size * 2**(stages - 1) = "
-                f"{self.patch_size * 2 ** (len(self.depths) - 1)}"
-            )
-
-
-class Swin(nn.Module):
+class Swin(Classifier):
     """Swin Transformer classifier (Liu et al. 2021, Fig. 3a).
 
     Patch embedding (conv P x P, stride P, then LayerNorm), stages, final LayerNorm,
@@ -322,9 +262,9 @@ class Swin(nn.Module):
         config: a :class:`SwinConfig`.
 
     Shapes:
-        images (B, C, H, W) -> logits (B, num_classes). ``forward_stages`` returns the map
-        of every stage, (B, C_i, H_i, W_i); ``forward_features`` the normalised last map
-        (B, H/(P 2^(S-1)), W/(P 2^(S-1)), C_{S-1}), channels last.
+        images (B, C, H, W) -> logits (B, num_classes). ``forward_features`` returns
+        :class:`~cvt_edu.layers.Features`: the map of every stage, (B, C_i, H_i, W_i), the last one
+        after the final LayerNorm, and no [CLS] token; the head averages the last map.
 
     Raises:
         ValueError: on a wrong channel count; on a size the patch does not divide; or when a
@@ -337,37 +277,24 @@ class Swin(nn.Module):
         c = self.config = config
         self.patch_embed = ConvTokenEmbedding(
             in_chans=c.in_chans,
-            embed_dim=c.embed_dim,
+            embed_dim=c.stages[0].embed_dim,
             kernel_size=c.patch_size,
             stride=c.patch_size,
             padding=0,
             eps=c.layer_norm_eps,
         )
-        self.pos_drop = nn.Dropout(c.drop_rate)
-        rates = torch.linspace(0, c.drop_path_rate, sum(c.depths)).tolist()
-        side = c.image_size // c.patch_size
+        self.pos_drop = nn.Dropout(c.stages[0].drop_rate)
+        rates = torch.linspace(0, c.drop_path_rate, sum(s.depth for s in c.stages)).tolist()
+        side, first = c.image_size // c.patch_size, 0
         self.stages = nn.ModuleList()
-        for i, (depth, heads) in enumerate(zip(c.depths, c.num_heads)):
-            first = sum(c.depths[:i])
+        for i, stage in enumerate(c.stages):
             self.stages.append(
-                SwinStage(
-                    dim=c.embed_dim * 2**i,
-                    depth=depth,
-                    num_heads=heads,
-                    window_size=c.window_size,
-                    resolution=(side >> i, side >> i),
-                    downsample=i > 0,
-                    drop_paths=rates[first : first + depth],
-                    mlp_ratio=c.mlp_ratio,
-                    qkv_bias=c.qkv_bias,
-                    drop=c.drop_rate,
-                    attn_drop=c.attn_drop_rate,
-                    eps=c.layer_norm_eps,
-                )
+                SwinStage(stage, resolution=(side >> i, side >> i), downsample=i > 0, drop_paths=rates[first : first + stage.depth],
+                          eps=c.layer_norm_eps)
             )
-        self.num_features = c.embed_dim * 2 ** (len(c.depths) - 1)
-        self.norm = nn.LayerNorm(self.num_features, eps=c.layer_norm_eps)
-        self.head = nn.Linear(self.num_features, c.num_classes)
+            first += stage.depth
+        self.norm = nn.LayerNorm(c.stages[-1].embed_dim, eps=c.layer_norm_eps)
+        self.head = classifier_head(c.stages[-1].embed_dim, c.num_classes)
         self.apply(init_weights)
         for stage in self.stages:
             for block in stage.blocks:
@@ -396,27 +323,11 @@ class Swin(nn.Module):
                     f"does not divide; use sides that are multiples of {self.size_multiple()} (this Swin does not pad)"
                 )
 
-    def _stage_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+    def forward_features(self, images: torch.Tensor) -> Features:
         c = self.config
         check_image(images, c.in_chans, c.patch_size)
         self.check_size(*images.shape[-2:])
         tokens, (h, w) = self.patch_embed(images)
-        x = self.pos_drop(rearrange(tokens, "b (h w) c -> b h w c", h=h, w=w))
-        maps = []
-        for stage in self.stages:
-            x = stage(x)
-            maps.append(x)
-        return maps
-
-    def forward_stages(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """The token map after every stage, channels first: (B, C_i, H_i, W_i)."""
-        return [rearrange(m, "b h w c -> b c h w") for m in self._stage_maps(images)]
-
-    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.norm(self._stage_maps(images)[-1])
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features.mean(dim=(1, 2)))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(images))
+        maps, _ = run_stages(self.stages, rearrange(self.pos_drop(tokens), "b (h w) c -> b c h w", h=h, w=w))
+        last = self.norm(rearrange(maps[-1], "b c h w -> b h w c"))  # LayerNorm over the channels of every token
+        return Features(maps=[*maps[:-1], rearrange(last, "b h w c -> b c h w")])

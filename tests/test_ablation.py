@@ -34,7 +34,7 @@ def test_variant_config_changes_every_stage_and_nothing_else():
     assert [s.embed_dim for s in avg.stages] == [s.embed_dim for s in base.stages]
     assert avg.num_classes == base.num_classes and variant_config(base) == base
     model = model_from_config("cvt", config_to_dict(avg))
-    assert model.stages[0].blocks[0].qkv.conv_k.method == "avg"
+    assert model.stages[0].blocks[0].attn.qkv.conv_k.method == "avg"
     with pytest.raises(ValueError, match="needs a CvT"):
         variant_config("vit-tiny", stride_kv=1)
     with pytest.raises(TypeError):

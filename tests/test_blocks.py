@@ -59,8 +59,8 @@ def test_squeezed_projection_keeps_cls_off_the_map(method):
     side_kv = 1 if method == "linear" else 3 * 4  # ceil(5/2) * ceil(7/2), linear does not squeeze
     assert k.shape == v.shape == (2, 1 + (35 if method == "linear" else side_kv), 8)
     # the [CLS] token only goes through the linear maps
-    torch.testing.assert_close(q[:, 0], proj.linear.q(x[:, 0]))
-    torch.testing.assert_close(k[:, 0], proj.linear.k(x[:, 0]))
+    torch.testing.assert_close(q[:, 0], proj.q(x[:, 0]))
+    torch.testing.assert_close(k[:, 0], proj.k(x[:, 0]))
     # changing [CLS] changes no other query
     x2 = x.clone()
     x2[:, 0] += 1.0

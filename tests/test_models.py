@@ -2,8 +2,11 @@
 
 import pytest
 import torch
+from torch import nn
 
+from cvt_edu.attention import attention_maps
 from cvt_edu.cost.flops import count_flops, count_params
+from cvt_edu.layers import Classifier, Features, TransformerBlock, classifier_head
 from cvt_edu.models import build_model, list_models
 from cvt_edu.train.checkpoint import load_checkpoint, save_pretrained
 
@@ -26,10 +29,57 @@ def test_a_gradient_reaches_every_parameter(name):
     if name == "cvt-tiny":
         # The classifier reads only [CLS], so the queries of the other tokens in the very last
         # block cannot change the logits; a loss on the last token map reaches them too.
-        loss = loss + model.forward_stages(images)[0][-1].square().mean()
+        loss = loss + model.forward_features(images).maps[-1].square().mean()
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not missing, f"no gradient reaches {missing}"
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_the_four_models_read_alike(name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.forward_features(images)
+        logits = model(images)
+    assert isinstance(features, Features) and all(m.ndim == 4 and m.shape[0] == 2 for m in features.maps)
+    assert torch.equal(model.forward_head(features), logits)  # forward = forward_head . forward_features
+    if name in ("vit-tiny", "swin-tiny"):  # the last map is after the final LayerNorm (weight 1, bias 0 at init)
+        torch.testing.assert_close(features.maps[-1].mean(1), torch.zeros_like(features.maps[-1][:, 0]), atol=1e-5, rtol=0)
+    assert (features.cls is None) == (name == "swin-tiny")
+    blocks = [m for m in model.modules() if isinstance(m, TransformerBlock)]
+    assert len(blocks) == (9 if name == "vit-tiny" else 5 if name == "cvt-tiny" else 6)
+    for block in blocks:  # W^Q, W^K, W^V and W^O have the same names in every model
+        assert all(isinstance(getattr(block.attn.qkv, w), nn.Linear) for w in "qkv") and isinstance(block.attn.mha.proj, nn.Linear)
+
+
+class TinyCNN(Classifier):
+    """A model without attention or [CLS]: two strided convolutions, a head on the pooled last map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList([nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(8, 16, 3, stride=2, padding=1)])
+        self.head = classifier_head(16, 10)
+
+    def forward_features(self, images: torch.Tensor) -> Features:
+        maps, x = [], images
+        for conv in self.stages:
+            x = conv(x).relu()
+            maps.append(x)
+        return Features(maps=maps)
+
+
+def test_features_fit_a_cnn_and_a_model_without_attention_gets_a_clear_error():
+    model = TinyCNN().eval()
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = model.forward_features(images)
+        assert features.cls is None and features.maps[-1].shape == (2, 16, 8, 8)
+        torch.testing.assert_close(model(images), model.head(features.maps[-1].mean(dim=(2, 3))))
+    assert count_flops(model, (1, 3, 32, 32))["macs"] == 3 * 8 * 9 * 16 * 16 + 8 * 16 * 9 * 8 * 8 + 16 * 10
+    with pytest.raises(TypeError, match=r"TinyCNN has no attention layer"):
+        attention_maps(model, images)
 
 
 def test_tiny_models_have_parameter_counts_within_15_percent():
@@ -39,9 +89,9 @@ def test_tiny_models_have_parameter_counts_within_15_percent():
 
 def test_cvt_tiny_is_hierarchical_with_cls_only_in_the_last_stage():
     model = build_model("cvt-tiny")
-    maps, cls = model.forward_stages(torch.randn(2, 3, 32, 32))
-    assert [tuple(m.shape) for m in maps] == [(2, 64, 16, 16), (2, 128, 8, 8), (2, 192, 4, 4)]
-    assert cls.shape == (2, 1, 192)
+    features = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert [tuple(m.shape) for m in features.maps] == [(2, 64, 16, 16), (2, 128, 8, 8), (2, 192, 4, 4)]
+    assert features.cls.shape == (2, 192)
     assert [s.cls_token is not None for s in model.stages] == [False, False, True]
     assert not any("pos_embed" in n for n, _ in model.named_parameters())
 

@@ -54,8 +54,7 @@ def test_pca_rgb():
 def test_token_maps_figure(image, name):
     model = build_model(name).eval()
     with torch.no_grad():
-        out = model.forward_stages(image[None].float() / 255)
-    maps = out[0] if isinstance(out, tuple) else out
+        maps = model.forward_features(image[None].float() / 255).maps
     fig = plot_token_maps(image, maps, lang="es")
     axes = fig.get_axes()
     assert len(axes) == 4

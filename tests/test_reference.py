@@ -64,7 +64,7 @@ def test_hf_cvt_gives_the_same_stage_maps_and_logits(tmp_path, name, depth):
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         want = hf(images, output_hidden_states=True)
-        maps, _ = model.forward_stages(images)
+        maps = model.forward_features(images).maps
         logits = model(images)
     assert len(maps) == len(want.hidden_states) == 3
     for got, ref in zip(maps, want.hidden_states):

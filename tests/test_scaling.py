@@ -117,8 +117,7 @@ def test_sweep_models_are_comparable_and_run(name):
         first = model.patch_embed(torch.zeros(1, 3, 64, 64))
         assert first.shape == (1, 16 * 16, 64)
     else:
-        maps = model.forward_stages(torch.zeros(1, 3, 64, 64))
-        maps = maps[0] if isinstance(maps, tuple) else maps
+        maps = model.forward_features(torch.zeros(1, 3, 64, 64)).maps
         assert maps[0].shape == (1, 64, 16, 16)
     assert sweep_attention_macs(name, 64) > 0
 

@@ -2,7 +2,7 @@
 gradients, errors, checkpoints, and a short real training run of each tiny variant."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -14,7 +14,7 @@ from cvt_edu.attention import MultiHeadAttention, attention_maps
 from cvt_edu.cost.flops import count_flops, count_params
 from cvt_edu.models import arch_of, build_model, model_config
 from cvt_edu.pretrained.swin_pvt import pvt_from_hf, swin_from_hf
-from cvt_edu.pvt import SpatialReductionAttention
+from cvt_edu.pvt import PVTStageConfig, SpatialReductionAttention
 from cvt_edu.swin import PatchMerging
 from cvt_edu.train.loop import TrainConfig, fit
 from cvt_edu.windows import (
@@ -132,11 +132,11 @@ def test_attention_maps_of_swin_and_pvt(name):
 
 def test_spatial_reduction_shrinks_keys_and_values_only():
     torch.manual_seed(0)
-    sra = SpatialReductionAttention(dim=8, num_heads=2, sr_ratio=4)
+    sra = SpatialReductionAttention(PVTStageConfig(embed_dim=8, depth=1, num_heads=2, sr_ratio=4))
     x = torch.randn(2, 64, 8)
     assert sra.reduce(x, (8, 8)).shape == (2, 4, 8)
     assert sra(x, (8, 8)).shape == (2, 64, 8)
-    assert not hasattr(SpatialReductionAttention(dim=8, num_heads=2, sr_ratio=1), "sr")
+    assert not hasattr(SpatialReductionAttention(PVTStageConfig(embed_dim=8, depth=1, num_heads=2, sr_ratio=1)), "sr")
     with pytest.raises(ValueError, match=r"8x8 = 64 map tokens only, got 65"):
         sra(torch.randn(2, 65, 8), (8, 8))
 
@@ -212,11 +212,24 @@ def test_pvt_tiny_from_transformers_gives_the_same_logits():
 
 def test_swin_and_pvt_are_pyramids():
     images = torch.randn(2, 3, 32, 32)
-    swin_maps = build_model("swin-tiny").forward_stages(images)
-    assert [tuple(m.shape) for m in swin_maps] == [(2, 48, 16, 16), (2, 96, 8, 8), (2, 192, 4, 4)]
-    pvt_maps, cls = build_model("pvt-tiny").forward_stages(images)
-    assert [tuple(m.shape) for m in pvt_maps] == [(2, 48, 16, 16), (2, 96, 8, 8), (2, 160, 4, 4)]
-    assert cls.shape == (2, 1, 160)
+    swin = build_model("swin-tiny").forward_features(images)
+    assert [tuple(m.shape) for m in swin.maps] == [(2, 48, 16, 16), (2, 96, 8, 8), (2, 192, 4, 4)] and swin.cls is None
+    pvt = build_model("pvt-tiny").forward_features(images)
+    assert [tuple(m.shape) for m in pvt.maps] == [(2, 48, 16, 16), (2, 96, 8, 8), (2, 160, 4, 4)]
+    assert pvt.cls.shape == (2, 160)
+
+
+def test_stage_configs_read_back_from_dicts_and_are_checked():
+    for name in TINY:
+        config = model_config(name)[1]
+        as_dicts = replace(config, stages=[asdict(stage) for stage in config.stages])  # as config.json holds them
+        assert as_dicts == config and isinstance(as_dicts.stages, tuple)
+    swin = model_config("swin-tiny")[1]
+    with pytest.raises(ValueError, match=r"patch merging doubles the width .* got widths \[48, 96, 96\]"):
+        replace(swin, stages=(*swin.stages[:2], replace(swin.stages[2], embed_dim=96)))
+    pvt = model_config("pvt-tiny")[1]
+    with pytest.raises(ValueError, match=r"its sr_ratio must be 1, got 2"):
+        replace(pvt, stages=(*pvt.stages[:2], replace(pvt.stages[2], sr_ratio=2)))
 
 
 @pytest.mark.parametrize("name,params_m,macs_g", [("swin-t", 28.3, 4.5), ("pvt-v1-tiny", 13.2, 1.9)])

@@ -95,7 +95,7 @@ def test_imagenet_input_turns_cifar_batches_into_imagenet_ones():
 
 def test_replace_head_gives_the_new_number_of_classes_and_saves():
     model = build_model("cvt-tiny")
-    old_features = model.forward_features(torch.randn(1, 3, 32, 32))
+    old_features = model.forward_features(torch.randn(1, 3, 32, 32)).cls
     replace_head(model, 7)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7) and model.config.num_classes == 7
     assert model.head.bias.abs().sum() == 0 and old_features.shape == (1, 192)

@@ -33,9 +33,9 @@ def attention_macs(
       no [CLS] token: depthwise convs k^2 hw C (1 + 2/s^2), linear maps 2hwC^2 + 2hwC^2/s^2,
       attention 2(hw)^2 C/s^2. The paper's Sec. 3.3 notes the s^2 saving.
 
-    These are exactly what :func:`measured_macs` counts on the real layers (ViT's ``qkv`` +
-    ``attn``, Swin's ``WindowAttention``, PVT's ``SpatialReductionAttention``, CvT's ``qkv`` +
-    ``attn``; checked in ``tests/test_scaling.py`` with :func:`cvt_edu.cost.sweep.check_attention_formula`):
+    These are exactly what :func:`measured_macs` counts on the real layers (ViT's ``ViTAttention``,
+    Swin's ``WindowAttention``, PVT's ``SpatialReductionAttention``, CvT's ``CvTAttention``, each a
+    block's ``attn``; checked in ``tests/test_scaling.py`` with :func:`cvt_edu.cost.sweep.check_attention_formula`):
     ``FlopCounterMode`` does not count biases, BatchNorm, the relative position bias or the
     shifted-window mask either (all element-wise), so SW-MSA costs the same as W-MSA. Three
     things the formulas leave to the caller: a [CLS] token is not counted (ViT's layers see

@@ -58,10 +58,10 @@ from einops import rearrange
 from torch import nn
 
 from ..attention import keep_attention
-from ..cvt import CvT, CvTBlock, CvTConfig, CvTStageConfig
-from ..pvt import PVT, PVTConfig, SpatialReductionAttention
-from ..swin import Swin, SwinConfig, WindowAttention
-from ..vit import ViT, ViTBlock, ViTConfig
+from ..cvt import CvT, CvTAttention, CvTConfig, CvTStageConfig
+from ..pvt import PVT, PVTConfig, PVTStageConfig, SpatialReductionAttention
+from ..swin import Swin, SwinConfig, SwinStageConfig, WindowAttention
+from ..vit import ViT, ViTAttention, ViTConfig
 from ..viz.tables import markdown_table
 from ..windows import window_and_shift
 from .flops import count_flops, count_params, measured_macs
@@ -111,11 +111,13 @@ SWIN_WINDOWS = (7, 8, 6, 5, 4, 3, 2)  # Swin-T's M = 7 first, then the nearest s
 class AttentionLayer(nn.Module):
     """One real attention layer of a course model, fed a token map, with its projections.
 
-    - ``"msa"``: a :class:`~cvt_edu.vit.ViTBlock`'s ``qkv`` (W^Q, W^K, W^V) and ``attn`` (attention and W^O);
+    - ``"msa"``: a ViT :class:`~cvt_edu.vit.ViTAttention` (W^Q, W^K, W^V, attention and W^O);
     - ``"w-msa"``: a Swin :class:`~cvt_edu.swin.WindowAttention` (shifted by M/2 when ``shifted``);
     - ``"sra"``: a PVT :class:`~cvt_edu.pvt.SpatialReductionAttention` with ratio R;
-    - ``"cvt"``: a :class:`~cvt_edu.cvt.CvTBlock`'s ``qkv`` (depthwise convs + BatchNorm, then the
-      linear maps) and ``attn``, keys and values with stride ``stride_kv``, no [CLS] token.
+    - ``"cvt"``: a :class:`~cvt_edu.cvt.CvTAttention` (depthwise convs + BatchNorm, then the
+      linear maps), keys and values with stride ``stride_kv``, no [CLS] token.
+
+    Every one is called the same way, ``attn(tokens, (h, w))``.
 
     Norms, MLPs and residuals of the blocks are left out: this is the layer the formulas of
     :func:`cvt_edu.cost.formulas.attention_macs` describe.
@@ -155,29 +157,21 @@ class AttentionLayer(nn.Module):
             raise ValueError(f"an {kind!r} layer needs {needed[kind][0]}")
         self.kind = kind
         if kind == "msa":
-            self.block = ViTBlock(dim=dim, num_heads=num_heads)
+            self.attn = ViTAttention(ViTConfig(embed_dim=dim, num_heads=num_heads))
         elif kind == "w-msa":
-            self.block = WindowAttention(
-                dim=dim, num_heads=num_heads, window_size=window_size, shift_size=window_size // 2 if shifted else 0
-            )
+            stage = SwinStageConfig(embed_dim=dim, depth=1, num_heads=num_heads, window_size=window_size)
+            self.attn = WindowAttention(stage, shift_size=window_size // 2 if shifted else 0)
         elif kind == "sra":
-            self.block = SpatialReductionAttention(dim=dim, num_heads=num_heads, sr_ratio=sr_ratio)
+            self.attn = SpatialReductionAttention(PVTStageConfig(embed_dim=dim, depth=1, num_heads=num_heads, sr_ratio=sr_ratio))
         else:
             stage = CvTStageConfig(embed_dim=dim, depth=1, num_heads=num_heads, kernel_qkv=kernel_size, stride_kv=stride_kv,
                                    padding_kv=kernel_size // 2, padding_q=kernel_size // 2)
-            self.block = CvTBlock(stage, drop_path=0.0, scale=dim**-0.5)
+            self.attn = CvTAttention(stage, scale=dim**-0.5)
         self.eval()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
-        if self.kind == "w-msa":
-            return rearrange(self.block(x), "b h w c -> b (h w) c")
-        tokens = rearrange(x, "b h w c -> b (h w) c")
-        if self.kind == "msa":
-            return self.block.attn(*self.block.qkv(tokens))
-        if self.kind == "sra":
-            return self.block(tokens, (h, w))
-        return self.block.attn(*self.block.qkv(tokens, (h, w)))
+        return self.attn(rearrange(x, "b h w c -> b (h w) c"), (h, w))
 
 
 def check_attention_formula(
@@ -277,12 +271,14 @@ def _sweep_config(name: str, resolution: int, overrides: Mapping[str, Any]):
         kw = dict(num_classes=10, image_size=resolution, attn_scale="head_dim")
         return CvT, CvTConfig(stages=tuple(CvTStageConfig(**s) for s in stages), **{**kw, **overrides})
     if name == "swin":
-        kw = dict(image_size=resolution, patch_size=4, num_classes=10, embed_dim=WIDTH, depths=(2, 2, 2), num_heads=(1, 2, 4),
-                  window_size=swin_window_size(resolution))
+        m = swin_window_size(resolution)
+        stages = tuple(SwinStageConfig(embed_dim=WIDTH * 2**i, depth=2, num_heads=2**i, window_size=m) for i in range(3))
+        kw = dict(stages=stages, image_size=resolution, patch_size=4, num_classes=10)
         return Swin, SwinConfig(**{**kw, **overrides})
     if name == "pvt":
-        kw = dict(image_size=resolution, num_classes=10, embed_dims=(WIDTH, 2 * WIDTH, 4 * WIDTH), depths=(2, 2, 2),
-                  num_heads=(1, 2, 4), mlp_ratios=(4, 4, 4), sr_ratios=(8, 4, 1), patch_sizes=(4, 2, 2))
+        stages = tuple(PVTStageConfig(embed_dim=WIDTH * 2**i, depth=2, num_heads=2**i, mlp_ratio=4.0, sr_ratio=r, patch_size=p)
+                       for i, (r, p) in enumerate([(8, 4), (4, 2), (1, 2)]))
+        kw = dict(stages=stages, image_size=resolution, num_classes=10)
         return PVT, PVTConfig(**{**kw, **overrides})
     raise KeyError(f"unknown sweep model {name!r}; expected one of {list(SWEEP_MODELS)}")
 
@@ -297,8 +293,8 @@ def build_sweep_model(name: str, resolution: int, **overrides: Any) -> nn.Module
     Args:
         name: ``"vit"``, ``"cvt"``, ``"swin"`` or ``"pvt"``.
         resolution: the image side in pixels, a multiple of 16.
-        **overrides: config fields to change, e.g. ``patch_size=16`` for the ViT, ``sr_ratios=(4, 2, 1)``
-            for the PVT, ``window_size=4`` for the Swin.
+        **overrides: config fields to change, e.g. ``patch_size=16`` for the ViT, or ``stages`` (a tuple of
+            :class:`~cvt_edu.pvt.PVTStageConfig` or :class:`~cvt_edu.swin.SwinStageConfig`) for the PVT or Swin.
 
     Returns:
         The model in eval mode; images (B, 3, r, r) -> logits (B, 10).
@@ -321,10 +317,11 @@ def _stage1_layer(name: str, resolution: int, overrides: Mapping[str, Any]) -> t
         s0 = c.stages[0]
         side = (resolution + 2 * s0.padding - s0.kernel_size) // s0.stride + 1
         return "cvt", side, s0.embed_dim, {"stride_kv": s0.stride_kv, "kernel_size": s0.kernel_qkv}
+    s0 = c.stages[0]
     if name == "swin":
         side = resolution // c.patch_size
-        return "w-msa", side, c.embed_dim, {"window_size": window_and_shift((side, side), c.window_size, c.window_size // 2)[0]}
-    return "sra", resolution // c.patch_sizes[0], c.embed_dims[0], {"sr_ratio": c.sr_ratios[0]}
+        return "w-msa", side, s0.embed_dim, {"window_size": window_and_shift((side, side), s0.window_size, s0.window_size // 2)[0]}
+    return "sra", resolution // s0.patch_size, s0.embed_dim, {"sr_ratio": s0.sr_ratio}
 
 
 def sweep_tokens(name: str, resolution: int, **overrides: Any) -> int:
@@ -660,7 +657,7 @@ def resolution_sweep(
             with _torch_threads(num_threads):  # building is cheap, but threads contend on a busy machine
                 model = build_sweep_model(name, r, **over)
                 if name == "swin":
-                    row["window_size"] = model.config.window_size
+                    row["window_size"] = model.config.stages[0].window_size
                 row.update(count_flops(model.to("meta"), (batch_size, 3, r, r)))
                 row["attention_macs"] = sweep_attention_macs(name, r, **over)
                 row["params"] = count_params(model)

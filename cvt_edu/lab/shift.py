@@ -96,7 +96,7 @@ def token_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
     """The token maps a model computes on its way to the classifier, each shape (B, C, h, w).
 
     - :class:`~cvt_edu.cvt.CvT`: the output of stage 1's convolutional token embedding, then the
-      output of every stage (``forward_stages``): 1 + number of stages maps.
+      output of every stage (``forward_features``): 1 + number of stages maps.
     - :class:`~cvt_edu.vit.ViT`: the patch embedding plus positional embedding, then the output of
       every block: 1 + depth maps, all (B, D, H/P, W/P). The [CLS] token is left out.
 
@@ -118,7 +118,7 @@ def token_maps(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
                 lambda m, i, o: outputs.append(rearrange(o[0], "b (h w) c -> b c h w", h=o[1][0], w=o[1][1]))
             )
             try:
-                maps, _ = model.forward_stages(images)
+                maps = model.forward_features(images).maps
             finally:
                 hook.remove()
             return outputs + maps

@@ -29,7 +29,7 @@ from torch import nn
 from ..cost.flops import count_flops
 from ..models import build_model
 from ..pretrained.load import load_pretrained
-from ..train.checkpoint import save_pretrained, write_json
+from ..train.checkpoint import migrate_state_dict, save_pretrained, write_json
 from ..train.data import ImageTensors, denormalize
 from ..train.env import quick_mode, seed_everything
 from ..train.loop import METRICS, TrainConfig, fit
@@ -241,7 +241,7 @@ def finetune(
         saved_run = (metrics.get("train_config"), metrics.get("image_size"), metrics.get("weights"))
         same = saved_run == (asdict(cfg), image_size, weights)
         if same and metrics.get("epochs") == cfg.epochs:
-            model.load_state_dict(load_file(str(out / "model.safetensors")))
+            model.load_state_dict(migrate_state_dict(load_file(str(out / "model.safetensors"))))
             wrapped.to(next(model.parameters()).device).eval()
             return wrapped, {**metrics, "reused": True}
     metrics = fit(wrapped, train, test, cfg, out_dir=None, name=name)

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from ..pvt import PVT, PVTConfig
-from ..swin import Swin, SwinConfig
+from ..pvt import PVT, PVTConfig, PVTStageConfig
+from ..swin import Swin, SwinConfig, SwinStageConfig
 from ..windows import relative_position_index
 from .renaming import Rule, module_rules, rename_state_dict
 
@@ -114,24 +114,33 @@ def swin_config_from_hf(config: Mapping[str, Any], num_classes: int) -> SwinConf
 
     Raises:
         ValueError: for settings cvt_edu does not implement (absolute position embeddings,
-            another activation, non-square sizes).
+            another activation, non-square sizes), or ``depths`` and ``num_heads`` of different lengths.
     """
     if config.get("use_absolute_embeddings", False):
         raise ValueError("Swin with absolute position embeddings ('ape') is not supported")
     _check_act(config)
+    width, depths, heads = config.get("embed_dim", 96), config.get("depths", (2, 2, 6, 2)), config.get("num_heads", (3, 6, 12, 24))
+    if len(depths) != len(heads):
+        raise ValueError(f"depths {list(depths)} and num_heads {list(heads)} must have one entry per stage")
+    stages = tuple(
+        SwinStageConfig(
+            embed_dim=width * 2**i,
+            depth=depth,
+            num_heads=num_heads,
+            window_size=config.get("window_size", 7),
+            mlp_ratio=float(config.get("mlp_ratio", 4.0)),
+            qkv_bias=config.get("qkv_bias", True),
+            drop_rate=config.get("hidden_dropout_prob", 0.0),
+            attn_drop_rate=config.get("attention_probs_dropout_prob", 0.0),
+        )
+        for i, (depth, num_heads) in enumerate(zip(depths, heads))
+    )
     return SwinConfig(
+        stages=stages,
         image_size=_side(config.get("image_size", 224), "image_size"),
         patch_size=_side(config.get("patch_size", 4), "patch_size"),
         in_chans=config.get("num_channels", 3),
         num_classes=num_classes,
-        embed_dim=config.get("embed_dim", 96),
-        depths=tuple(config.get("depths", (2, 2, 6, 2))),
-        num_heads=tuple(config.get("num_heads", (3, 6, 12, 24))),
-        window_size=config.get("window_size", 7),
-        mlp_ratio=float(config.get("mlp_ratio", 4.0)),
-        qkv_bias=config.get("qkv_bias", True),
-        drop_rate=config.get("hidden_dropout_prob", 0.0),
-        attn_drop_rate=config.get("attention_probs_dropout_prob", 0.0),
         drop_path_rate=config.get("drop_path_rate", 0.1),
         layer_norm_eps=config.get("layer_norm_eps", 1e-5),
     )
@@ -145,27 +154,39 @@ def pvt_config_from_hf(config: Mapping[str, Any], num_classes: int) -> PVTConfig
 
     Raises:
         ValueError: for settings cvt_edu does not implement (strides other than the patch
-            sizes, another activation, non-square images).
+            sizes, another activation, non-square images), or per-stage lists of different lengths.
     """
     _check_act(config)
     patch_sizes = tuple(config.get("patch_sizes", (4, 2, 2, 2)))
     strides = tuple(config.get("strides", (4, 2, 2, 2)))
     if strides != patch_sizes:
         raise ValueError(f"PVT v1 embeds non-overlapping patches: strides {strides} must equal patch_sizes {patch_sizes}")
+    per_stage = {  # PVTStageConfig field -> the transformers list
+        "embed_dim": config.get("hidden_sizes", (64, 128, 320, 512)),
+        "depth": config.get("depths", (2, 2, 2, 2)),
+        "num_heads": config.get("num_attention_heads", (1, 2, 5, 8)),
+        "mlp_ratio": config.get("mlp_ratios", (8, 8, 4, 4)),
+        "sr_ratio": config.get("sequence_reduction_ratios", (8, 4, 2, 1)),
+        "patch_size": patch_sizes,
+    }
+    lengths = {name: len(values) for name, values in per_stage.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"every per-stage setting needs one entry per stage, got lengths {lengths}")
+    stages = tuple(
+        PVTStageConfig(
+            **{name: values[i] for name, values in per_stage.items()},
+            qkv_bias=config.get("qkv_bias", True),
+            drop_rate=config.get("hidden_dropout_prob", 0.0),
+            attn_drop_rate=config.get("attention_probs_dropout_prob", 0.0),
+        )
+        for i in range(lengths["depth"])
+    )
     eps = config.get("layer_norm_eps", 1e-6)
     return PVTConfig(
+        stages=stages,
         image_size=_side(config.get("image_size", 224), "image_size"),
         in_chans=config.get("num_channels", 3),
         num_classes=num_classes,
-        embed_dims=tuple(config.get("hidden_sizes", (64, 128, 320, 512))),
-        depths=tuple(config.get("depths", (2, 2, 2, 2))),
-        num_heads=tuple(config.get("num_attention_heads", (1, 2, 5, 8))),
-        mlp_ratios=tuple(config.get("mlp_ratios", (8, 8, 4, 4))),
-        sr_ratios=tuple(config.get("sequence_reduction_ratios", (8, 4, 2, 1))),
-        patch_sizes=patch_sizes,
-        qkv_bias=config.get("qkv_bias", True),
-        drop_rate=config.get("hidden_dropout_prob", 0.0),
-        attn_drop_rate=config.get("attention_probs_dropout_prob", 0.0),
         drop_path_rate=config.get("drop_path_rate", 0.0),
         layer_norm_eps=eps,
         embed_norm_eps=eps,

@@ -3,6 +3,18 @@
 A file is first written to a temporary name in the same folder, then moved over the
 final name with ``os.replace``, so a reader never sees half a file, even if training
 is killed mid-write.
+
+``config.json`` carries a ``format_version`` (:data:`FORMAT_VERSION`). Checkpoints without one were
+written before the package's redesign (version 1); :func:`load_checkpoint` still reads them, renaming
+their weights (:func:`migrate_state_dict`) and rewriting their config (:func:`migrate_config`):
+
+- W^Q, W^K, W^V moved into each block's attention module: ViT ``blocks.{i}.qkv.q`` ->
+  ``blocks.{i}.attn.qkv.q``; CvT ``...blocks.{j}.qkv.linear.q`` -> ``...blocks.{j}.attn.qkv.q`` and
+  ``...blocks.{j}.qkv.conv_q`` -> ``...blocks.{j}.attn.qkv.conv_q`` (likewise k, v);
+- W^O has one path, ``attn.mha.proj``: ViT's and CvT's ``attn.proj`` moved there (Swin's and PVT's
+  names did not change);
+- Swin's and PVT's per-stage lists (``depths``, ``num_heads``, ``embed_dims``, ``sr_ratios``, ...)
+  became one dict per stage under ``stages``, as CvT's.
 """
 
 from __future__ import annotations
@@ -20,11 +32,44 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..models import arch_of, config_to_dict, model_from_config
+from ..pretrained.renaming import Rule, rename_state_dict
 
-__all__ = ["atomic_path", "write_json", "save_pretrained", "load_checkpoint", "CheckpointError"]
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_path",
+    "write_json",
+    "save_pretrained",
+    "load_checkpoint",
+    "migrate_config",
+    "migrate_state_dict",
+    "CheckpointError",
+]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
+FORMAT_VERSION = 2  # 1: before the redesign (no format_version in config.json)
+
+_BLOCK = r"(blocks\.\d+\.)"  # ViT's blocks
+_STAGE_BLOCK = r"(stages\.\d+\.blocks\.\d+\.)"  # CvT's (and Swin's and PVT's) blocks
+# Version 1 weight names -> version 2; each pattern matches only a version 1 name, the last rule keeps the rest.
+V1_KEYS: list[Rule] = [
+    (_BLOCK + r"qkv\.", r"\1attn.qkv."),
+    (_BLOCK + r"attn\.proj\.", r"\1attn.mha.proj."),
+    (_STAGE_BLOCK + r"qkv\.linear\.", r"\1attn.qkv."),
+    (_STAGE_BLOCK + r"qkv\.", r"\1attn.qkv."),
+    (_STAGE_BLOCK + r"attn\.proj\.", r"\1attn.mha.proj."),
+    ("", ""),
+]
+# Version 1 Swin and PVT configs: per-stage list -> stage field, and settings every stage now carries.
+_V1_STAGE_LISTS = {
+    "swin": {"depths": "depth", "num_heads": "num_heads"},
+    "pvt": {"embed_dims": "embed_dim", "depths": "depth", "num_heads": "num_heads", "mlp_ratios": "mlp_ratio",
+            "sr_ratios": "sr_ratio", "patch_sizes": "patch_size"},
+}
+_V1_STAGE_SHARED = {
+    "swin": ("window_size", "mlp_ratio", "qkv_bias", "drop_rate", "attn_drop_rate"),
+    "pvt": ("qkv_bias", "drop_rate", "attn_drop_rate"),
+}
 
 
 class CheckpointError(FileNotFoundError):
@@ -56,7 +101,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 
 
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, **extra: Any) -> None:
-    """Save a course model as ``folder/model.safetensors`` and ``folder/config.json``.
+    """Save a course model as ``folder/model.safetensors`` and ``folder/config.json`` (with :data:`FORMAT_VERSION`).
 
     Args:
         model: a course model, one of :data:`~cvt_edu.models.ARCHITECTURES` (ViT, CvT, Swin, PVT).
@@ -67,23 +112,76 @@ def save_pretrained(model: nn.Module, folder: str | os.PathLike, **extra: Any) -
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file(state, str(tmp))
-    write_json(folder / CONFIG, {"arch": arch_of(model), "model_config": config_to_dict(model.config), **extra})
+    config = {"format_version": FORMAT_VERSION, "arch": arch_of(model), "model_config": config_to_dict(model.config)}
+    write_json(folder / CONFIG, {**config, **extra})
+
+
+def migrate_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename the weights of a course model saved before the redesign (format version 1) to today's names.
+
+    Names that are already current are kept (the rules of :data:`V1_KEYS` match version 1 names
+    only), so it is safe on a state dict of either version.
+
+    Args:
+        state: name -> tensor, as ``model.state_dict()`` of a ViT, CvT, Swin or PVT.
+
+    Returns:
+        The same tensors under version 2 names.
+    """
+    return rename_state_dict(state, V1_KEYS, "cvt_edu version 1")
+
+
+def migrate_config(arch: str, model_config: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a version 1 model config dict in today's layout (a copy; a current one comes back unchanged).
+
+    Version 1 Swin and PVT configs held one list per setting (``depths``, ``num_heads``, ...; Swin's
+    width ``embed_dim`` doubling per stage); version 2 holds one dict per stage under ``stages``.
+    ViT and CvT configs did not change.
+
+    Raises:
+        ValueError: if the per-stage lists of a version 1 config differ in length.
+    """
+    config = dict(model_config)
+    if arch not in _V1_STAGE_LISTS or "stages" in config:
+        return config
+    lists = {new: list(config.pop(old)) for old, new in _V1_STAGE_LISTS[arch].items() if old in config}
+    lengths = {name: len(values) for name, values in lists.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"a version 1 {arch} config needs one entry per stage in every list, got lengths {lengths}")
+    shared = {name: config.pop(name) for name in _V1_STAGE_SHARED[arch] if name in config}
+    stages = [{**shared, **{name: values[i] for name, values in lists.items()}} for i in range(len(lists["depth"]))]
+    if arch == "swin":
+        width = config.pop("embed_dim", 96)
+        for i, stage in enumerate(stages):
+            stage["embed_dim"] = width * 2**i
+    return {**config, "stages": stages}
 
 
 def load_checkpoint(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Load a model saved by :func:`save_pretrained`.
+    """Load a model saved by :func:`save_pretrained`, today or before the redesign (no ``format_version``).
 
     Returns:
-        The model in eval mode, and the contents of ``config.json``.
+        The model in eval mode, and the contents of ``config.json``; for a version 1 checkpoint
+        migrated to version 2 (``format_version``, ``model_config`` in today's layout).
 
     Raises:
         CheckpointError: if either file is missing, naming the folder.
+        ValueError: if ``config.json`` has a ``format_version`` newer than :data:`FORMAT_VERSION`.
     """
     folder = Path(folder)
     missing = [name for name in (WEIGHTS, CONFIG) if not (folder / name).is_file()]
     if missing:
         raise CheckpointError(f"{folder} is not a cvt_edu checkpoint: missing {', '.join(missing)}")
     config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    version = config.get("format_version", 1)
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{folder / CONFIG}: format_version {version} is newer than this cvt_edu reads ({FORMAT_VERSION}); update cvt_edu"
+        )
+    state = load_file(str(folder / WEIGHTS), device=str(map_location))
+    if version < FORMAT_VERSION:
+        config = {**config, "format_version": FORMAT_VERSION, "model_config": migrate_config(config["arch"], config["model_config"])}
+        state = migrate_state_dict(state)
     model = model_from_config(config["arch"], config["model_config"])
-    model.load_state_dict(load_file(str(folder / WEIGHTS), device=str(map_location)))
+    model.load_state_dict(state)
     return model.eval(), config

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from ..cost.flops import count_params
 from .augment import POLICIES, batch_mix, normalize
-from .checkpoint import atomic_path, save_pretrained, write_json
+from .checkpoint import atomic_path, migrate_state_dict, save_pretrained, write_json
 from .data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
 from .env import pick_device, quick_mode, seed_everything
 from .loader import DeviceLoader, reference_loader
@@ -415,7 +415,7 @@ def fit(
         if not same_recipe and cfg.progress:
             print(f"{out / TRAINER_STATE} was written by another recipe; training from scratch (the old run is overwritten)")
         if same_recipe and saved["state"]["epoch"] <= cfg.epochs:
-            model.load_state_dict(saved["model"])
+            model.load_state_dict(migrate_state_dict(saved["model"]))  # a run saved before the redesign too
             optimizer.load_state_dict(saved["optimizer"])
             scheduler.load_state_dict(saved["scheduler"])
             if scaler and saved["scaler"]:

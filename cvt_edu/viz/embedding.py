@@ -38,7 +38,7 @@ def cvt_embeddings(model: CvT) -> list[tuple[int, int, int]]:
 
 @torch.no_grad()
 def stage_summary(model: CvT, image_size: int) -> list[dict[str, Any]]:
-    """Token map size, width and windows of every stage of a CvT, measured with ``forward_stages``.
+    """Token map size, width and windows of every stage of a CvT, measured with ``forward_features``.
 
     Runs one image of zeros, shape (1, C, image_size, image_size), through the model (in eval
     mode) and reads the size of each stage's token map (B, C_i, H_i, W_i); the size predicted by
@@ -57,7 +57,7 @@ def stage_summary(model: CvT, image_size: int) -> list[dict[str, Any]]:
     model.eval()
     try:
         device = next(model.parameters()).device
-        maps, _ = model.forward_stages(torch.zeros(1, model.config.in_chans, image_size, image_size, device=device))
+        maps = model.forward_features(torch.zeros(1, model.config.in_chans, image_size, image_size, device=device)).maps
     finally:
         model.train(was_training)
     rows, side, layers = [], image_size, []
@@ -87,7 +87,7 @@ def stage_summary(model: CvT, image_size: int) -> list[dict[str, Any]]:
 
 def stage_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """A Markdown table of :func:`stage_summary` rows (column names in English, as in the code)."""
-    headers = ["stage", "kernel s", "stride s-o", "padding p", "H_i x W_i (forward_stages)", "H_i (formula)", "tokens",
+    headers = ["stage", "kernel s", "stride s-o", "padding p", "H_i x W_i (forward_features)", "H_i (formula)", "tokens",
                "width C_i", "blocks", "heads", "pixel window (stride)"]
     cells = [
         [r["stage"], r["kernel_size"], r["stride"], r["padding"], f"{r['height']} x {r['width']}", r["formula"], r["tokens"],

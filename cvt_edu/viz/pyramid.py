@@ -21,7 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from ..course.i18n import t
-from ..pvt import SpatialReductionAttention
+from ..pvt import PVTStageConfig, SpatialReductionAttention
 
 __all__ = ["pca_rgb", "plot_spatial_reduction", "plot_token_maps", "reduce_image"]
 
@@ -55,7 +55,7 @@ def reduce_image(image: torch.Tensor, sr_ratio: int) -> torch.Tensor:
     _, h, w = x.shape
     if sr_ratio < 1 or h % sr_ratio or w % sr_ratio:
         raise ValueError(f"sr_ratio {sr_ratio} must be >= 1 and divide the {h}x{w} image")
-    sra = SpatialReductionAttention(dim=3, num_heads=1, sr_ratio=sr_ratio)
+    sra = SpatialReductionAttention(PVTStageConfig(embed_dim=3, depth=1, num_heads=1, sr_ratio=sr_ratio))
     if sr_ratio > 1:
         nn.init.zeros_(sra.sr.weight)
         nn.init.zeros_(sra.sr.bias)
@@ -148,8 +148,8 @@ def plot_token_maps(
 
     Args:
         images: (3, H, W) or (B, 3, H, W), uint8 or float in [0, 1].
-        maps: one tensor (B, C_i, H_i, W_i) per stage, e.g. ``model.forward_stages(x)`` of Swin, its
-            first element for PVT and CvT, or :func:`cvt_edu.lab.shift.token_maps`; row b draws map b.
+        maps: one tensor (B, C_i, H_i, W_i) per stage, e.g. ``model.forward_features(x).maps`` of Swin,
+            PVT or CvT, or :func:`cvt_edu.lab.shift.token_maps`; row b draws map b.
         row_labels: one label per image (e.g. its class), or ``None``.
         title: the chapter's own title; ``None``: ``t("maps_title")``.
         lang: language of the text.

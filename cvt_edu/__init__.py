@@ -32,7 +32,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         "train.env": ["pick_device", "quick_mode", "seed_everything"],
         "train.loop": ["TrainConfig", "evaluate", "fit"],
         "course.i18n": ["t"],
-        "course.quiz": ["show_quiz"],
+        "course.quiz": ["load_quiz", "show_quiz"],
     },
 )
 __all__ += ["__version__"]

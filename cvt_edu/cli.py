@@ -33,9 +33,8 @@ def _add_data(p: argparse.ArgumentParser) -> None:
 
 
 def _add_training(p: argparse.ArgumentParser) -> None:
-    from .train.augment import POLICIES
+    from .train.config import POLICIES, TrainConfig
     from .train.env import QUICK_ENV
-    from .train.loop import TrainConfig
 
     _add_data(p)
     d = TrainConfig()
@@ -60,7 +59,7 @@ def _add_training(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    from .train.loop import TrainConfig
+    from .train.config import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}

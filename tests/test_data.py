@@ -8,7 +8,7 @@ import torch
 from torchvision import datasets
 from torchvision.datasets import cifar
 
-from cvt_edu.train.data import CIFAR10_CLASSES, DataError, eval_transform, load_split, train_transform
+from cvt_edu.train.data import CIFAR10_CLASSES, DataError, eval_transform, load_data, load_split, train_transform
 
 
 def test_reads_the_cifar10_subset(cifar_mini):
@@ -22,9 +22,9 @@ def test_class_order_is_the_cifar10_label_order(cifar_mini, data_dir):
     train, _ = cifar_mini
     assert train.classes == CIFAR10_CLASSES
     # an image read back from its class folder carries that folder's official index
-    ship = sorted((data_dir / "train" / "ship").glob("*.png"))[0]
+    ship = min((data_dir / "train" / "ship").glob("*.png"))
     assert datasets.ImageFolder(data_dir / "train").class_to_idx["ship"] == 8 == CIFAR10_CLASSES.index("ship")
-    index = [i for i, label in enumerate(train.labels.tolist()) if label == 8][0]
+    index = next(i for i, label in enumerate(train.labels.tolist()) if label == 8)
     from PIL import Image
 
     assert torch.equal(train.images[index], torch.from_numpy(np.array(Image.open(ship))).permute(2, 0, 1))
@@ -44,9 +44,11 @@ def test_a_folder_in_no_layout_is_rejected(tmp_path):
         load_split("test", tmp_path)
 
 
-def test_data_folder_comes_from_the_environment(monkeypatch, data_dir):
+def test_data_folder_comes_from_the_environment(monkeypatch, data_dir, cifar_mini):
     monkeypatch.setenv("CVT_EDU_DATA", str(data_dir))
     assert len(load_split("test")) == 1017
+    train, test = load_data()  # what the chapters call, with no path
+    assert torch.equal(train.labels, cifar_mini[0].labels) and torch.equal(test.images, cifar_mini[1].images)
 
 
 def test_reads_the_official_python_layout(tmp_path, monkeypatch, cifar_mini):

@@ -22,9 +22,10 @@ from cvt_edu.cli import main
 from cvt_edu.cost.bench_train import TrainBenchConfig, bf16_peak_tflops, measure_training, train_bench_table
 from cvt_edu.models import build_model
 from cvt_edu.train.augment import PADDING, BatchAugment, batch_mix, image_transform, normalize, random_crop_flip
+from cvt_edu.train.config import TrainConfig
 from cvt_edu.train.data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
 from cvt_edu.train.loader import DeviceLoader
-from cvt_edu.train.loop import TrainConfig, fit, prepare
+from cvt_edu.train.loop import fit, prepare
 
 
 def reference_outcomes(image: torch.Tensor) -> torch.Tensor:
@@ -164,37 +165,22 @@ def test_a_split_moved_to_a_device_keeps_its_images_labels_classes_and_transform
     assert moved.classes == data.classes and moved.transform is data.transform
 
 
-def test_the_fast_path_learns_on_real_cifar10(cifar_mini, tmp_path):
-    train, test = cifar_mini
-    cfg = TrainConfig(epochs=3, batch_size=64, lr=2e-3, warmup_epochs=0.5, fast_path=True, progress=False)
-    metrics = fit(build_model("cvt-tiny"), train, test, cfg, out_dir=tmp_path, name="cvt-tiny")
-    assert metrics["test_accuracy"] > 0.30, metrics["history"]  # chance is 0.10
-    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
-
-
 def test_the_recipe_with_mixing_runs_on_both_paths_and_its_loss_falls(cifar_mini):
+    """Whether training learns is tested in test_train.py (on the fast path); here the mixing step runs on both paths."""
     train, test = cifar_mini
     # the recipe draws MixUp or CutMix for each batch, so the mixing path of the training step runs too
-    cfg = TrainConfig.small_data(epochs=3, warmup_epochs=0.5, lr=2e-3, batch_size=64, train_subset=1024, test_subset=256)
+    cfg = TrainConfig.small_data(epochs=2, warmup_epochs=0.5, lr=2e-3, batch_size=32, train_subset=256, test_subset=64)
     assert (cfg.augment, cfg.mixup_alpha, cfg.cutmix_alpha) == ("trivial", 0.8, 1.0)
-    for fast in (False, True):
-        torch.manual_seed(0)
-        cfg.fast_path, cfg.progress = fast, False
-        history = fit(build_model("cvt-tiny"), train, test, cfg)["history"]
-        assert history[-1]["train_loss"] < history[0]["train_loss"], (fast, history)
-
-
-def test_a_run_under_another_recipe_starts_from_scratch(cifar_mini, tmp_path, capsys):
-    train, test = cifar_mini
-    cfg = TrainConfig(epochs=1, batch_size=64, train_subset=128, test_subset=64)
-    fit(build_model("vit-tiny"), train, test, cfg, out_dir=tmp_path)
-    capsys.readouterr()
-    again = fit(build_model("vit-tiny"), train, test, cfg, out_dir=tmp_path)
-    assert "resuming the finished run" in capsys.readouterr().out and again["history"][0]["epoch"] == 1
-    other = TrainConfig(epochs=1, batch_size=64, train_subset=128, test_subset=64, augment="trivial")
-    fit(build_model("vit-tiny"), train, test, other, out_dir=tmp_path)
-    out = capsys.readouterr().out
-    assert "written by another recipe; training from scratch" in out and "resuming" not in out
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for fast in (False, True):
+            torch.manual_seed(0)
+            cfg.fast_path, cfg.progress = fast, False
+            history = fit(build_model("cvt-tiny"), train, test, cfg)["history"]
+            assert history[-1]["train_loss"] < history[0]["train_loss"], (fast, history)
+    finally:
+        torch.set_num_threads(threads)
 
 
 class HostTraffic(TorchFunctionMode, TorchDispatchMode):
@@ -253,7 +239,7 @@ class HostTraffic(TorchFunctionMode, TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def host_traffic_of_training_steps(policy: str, steps: int = 4) -> HostTraffic:
+def host_traffic_of_training_steps(policy: str, steps: int = 2) -> HostTraffic:
     """Run ``steps`` training steps of cvt-tiny on the fast path on the meta device; return what was seen."""
     cfg = TrainConfig.small_data(augment=policy, fast_path=True, progress=False)  # MixUp/CutMix on
     n = cfg.batch_size * (steps + 1)
@@ -277,9 +263,9 @@ def test_a_fast_path_training_step_makes_the_host_wait_for_nothing():
 def test_with_trivial_augment_only_torchvision_operations_copy_from_the_host():
     """torchvision's affine, rotate and sharpness build their small matrices on the host: those are
     the fast path's only host-to-device copies, and nothing is read back."""
-    seen = host_traffic_of_training_steps("trivial", steps=8)
+    seen = host_traffic_of_training_steps("trivial", steps=4)
     assert seen.reads == []
-    assert seen.copies  # 8 steps x 16 groups draw some geometric operations
+    assert seen.copies  # 4 steps x 16 groups draw some geometric operations
     for op, stack in seen.copies:
         assert "torchvision/transforms/v2/functional" in stack[-1] and op == "tensor", (op, stack[-4:])
 

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import matplotlib
 import pytest
@@ -13,6 +14,7 @@ from cvt_edu.cost.formulas import attention_macs
 from cvt_edu.cost.sweep import (
     SWEEP_MODELS,
     AttentionLayer,
+    _measure_isolated,
     build_sweep_model,
     check_attention_formula,
     formula_table,
@@ -164,6 +166,14 @@ def test_sweep_stops_a_model_at_its_first_out_of_memory():
     rows = resolution_sweep(["vit"], [32, 64, 128], steps=1, memory_limit_mib=2)
     assert [r["status"] for r in rows][-1] == "OOM"
     assert len(rows) < 3 and rows[-1]["ms"] is None and rows[-1]["flops"] > 0
+
+
+def test_a_point_whose_child_does_not_answer_in_time_is_a_timeout():
+    # the child is killed after 1 s, long before its 50 passes at 256x256 are done
+    start = time.monotonic()
+    assert _measure_isolated("vit", 256, {"steps": 50, "num_threads": 1}, timeout_s=1) == {"status": "timeout", "ms": None,
+                                                                                           "peak_mib": None}
+    assert time.monotonic() - start < 10
 
 
 def test_sweep_argument_errors():

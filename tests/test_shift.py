@@ -43,7 +43,9 @@ def test_shuffled_patches_keep_their_pixels_in_another_order():
     x = torch.arange(2 * 3 * 8 * 8).reshape(2, 3, 8, 8)
     y = shuffle_patches(x, 4, seed=1)
     assert y.shape == x.shape and not torch.equal(x, y)
-    patches = lambda t: sorted(tuple(t[0, :, r : r + 4, c : c + 4].flatten().tolist()) for r in (0, 4) for c in (0, 4))
+    def patches(t):
+        return sorted(tuple(t[0, :, r : r + 4, c : c + 4].flatten().tolist()) for r in (0, 4) for c in (0, 4))
+
     assert patches(x) == patches(y)
     assert torch.equal(shuffle_patches(x, 4, seed=1), y)  # seeded
     with pytest.raises(ValueError, match="not divisible by the patch size 3"):

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-import cvt_edu.lab.transfer as transfer
 from cvt_edu import save_pretrained
 from cvt_edu.course.i18n import t
+from cvt_edu.lab import transfer
 from cvt_edu.lab.transfer import (
     ImageNetInput,
     finetune,
@@ -22,8 +22,8 @@ from cvt_edu.lab.transfer import (
 )
 from cvt_edu.models import build_model
 from cvt_edu.train.checkpoint import load_checkpoint
+from cvt_edu.train.config import TrainConfig
 from cvt_edu.train.data import eval_transform
-from cvt_edu.train.loop import TrainConfig
 from cvt_edu.viz.transfer import plot_top_k, show_predictions
 
 
@@ -116,7 +116,7 @@ def test_finetune_trains_saves_and_reuses_a_run(cifar_mini, tmp_path):
     saved, config = load_checkpoint(tmp_path)
     assert config["classes"][0] == "airplane" and saved.config.num_classes == 10
     again_model = build_model("cvt-tiny", num_classes=1000)
-    again, reused = finetune(again_model, cifar_mini, cfg, tmp_path, image_size=48, weights="random", name="ft", quick=False)
+    _, reused = finetune(again_model, cifar_mini, cfg, tmp_path, image_size=48, weights="random", name="ft", quick=False)
     assert reused["reused"] and reused["test_accuracy"] == metrics["test_accuracy"]
     torch.testing.assert_close(again_model.head.weight, model.head.weight)
     fresh = build_model("cvt-tiny", num_classes=1000)

@@ -1,10 +1,11 @@
 """Speed benchmarks: ``python -m cvt_edu bench``.
 
 Compares ``cvt_edu``'s CvT-13 with the ``transformers`` CvT-13 holding the same
-weights, in one run: training-step and inference images per second and peak memory.
-Each measurement runs in a fresh subprocess, so that peak memory is that model's alone:
-on CUDA it is ``torch.cuda.max_memory_allocated``; on the CPU it is the growth of the
-process's peak resident set size (``ru_maxrss``) over its size before the first step.
+weights, in one run: training-step and inference images per second and peak memory,
+measured as :mod:`cvt_edu.cost.measure` measures: each implementation and mode in a fresh
+child process, so that peak memory is that model's alone; peak memory is what the steps add
+to the weights, input and optimizer already in place (CUDA's allocator peak, or the CPU
+process's peak resident set); time per step from ``torch.utils.benchmark.Timer``.
 
 A training step is forward, cross-entropy loss, backward and an AdamW step (the same
 optimizer settings for both implementations).
@@ -12,20 +13,18 @@ optimizer settings for both implementations).
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import platform
-import resource
-import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..viz.tables import markdown_table
+from .measure import PeakMemory, device_name, isolated_row, seconds_per_call
 
-__all__ = ["BenchConfig", "measure", "isolated", "peak_memory_mib", "run_bench", "format_table"]
+__all__ = ["BenchConfig", "hf_cvt_config", "build_implementation", "measure", "run_bench", "format_table"]
 
 
 @dataclass
@@ -36,12 +35,14 @@ class BenchConfig:
         model: registry name of the ``cvt_edu`` model (``cvt-13`` or ``cvt-21``).
         batch_size: images per step.
         image_size: input side in pixels.
-        steps: timed steps after ``warmup`` untimed ones.
+        steps: timed steps after ``warmup`` untimed ones (and the Timer's own two).
         warmup: untimed steps (first-call costs, allocator warm-up, compilation).
         device: ``cuda`` or ``cpu``; ``None`` picks cuda when there is one.
         bf16: bfloat16 autocast (CUDA).
         compile: also measure ``torch.compile``-d models.
         seed: seeds the weights both implementations share.
+        timeout_s: a measurement that has not finished after this many seconds is stopped and
+            reported as an error.
     """
 
     model: str = "cvt-13"
@@ -53,6 +54,7 @@ class BenchConfig:
     bf16: bool = False
     compile: bool = False
     seed: int = 0
+    timeout_s: float | None = 1800.0
 
 
 def hf_cvt_config(name: str):
@@ -65,8 +67,13 @@ def hf_cvt_config(name: str):
     return CvtConfig(depth=depths[name], num_labels=1000)
 
 
-def _build(impl: str, cfg: BenchConfig) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.nn.Module]:
-    """The model of ``impl`` ("cvt_edu" or "transformers") with the shared weights, and its images -> logits function."""
+def build_implementation(impl: str, cfg: BenchConfig) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.nn.Module]:
+    """The model of ``impl`` (``"cvt_edu"`` or ``"transformers"``) with the weights both share (seeded by
+    ``cfg.seed``), and its function images (B, 3, H, W) -> logits (B, 1000).
+
+    Raises:
+        ValueError: for a model other than cvt-13 or cvt-21.
+    """
     from transformers import CvtForImageClassification
 
     from ..pretrained.load import model_from_hf
@@ -79,17 +86,14 @@ def _build(impl: str, cfg: BenchConfig) -> tuple[Callable[[torch.Tensor], torch.
     return ours, ours
 
 
-def peak_memory_mib(device: torch.device, baseline_kib: int) -> float:
-    """Peak memory of this process so far, MiB: CUDA's peak allocation, or the peak resident set above ``baseline_kib``."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kib) / 1024
-
-
 def measure(impl: str, mode: str, cfg: BenchConfig) -> dict[str, Any]:
-    """Images per second and peak memory of one implementation in ``"train"`` or ``"infer"`` mode."""
+    """Images per second and peak memory (MiB) of one implementation in ``"train"`` or ``"infer"`` mode, in this process.
+
+    Raises:
+        ValueError: for a model other than cvt-13 or cvt-21.
+    """
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    fn, model = _build(impl, cfg)
+    fn, model = build_implementation(impl, cfg)
     model.to(device).train(mode == "train")
     if cfg.compile:
         fn = torch.compile(fn)
@@ -109,59 +113,33 @@ def measure(impl: str, mode: str, cfg: BenchConfig) -> dict[str, Any]:
         loss.backward()
         opt.step()
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    peak = PeakMemory(device)
+    peak.start()
     for _ in range(cfg.warmup):
         step()
-    sync()
-    start = time.perf_counter()
-    for _ in range(cfg.steps):
-        step()
-    sync()
-    seconds = time.perf_counter() - start
+    seconds = seconds_per_call(step, cfg.steps)
     return {
         "impl": impl,
         "mode": mode,
-        "images_per_second": cfg.steps * cfg.batch_size / seconds,
-        "peak_memory_mib": peak_memory_mib(device, baseline),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "images_per_second": cfg.batch_size / seconds,
+        "peak_memory_mib": peak.mib(),
+        "device": device_name(device),
     }
 
 
-def _child(queue: mp.Queue, fn: Callable[..., dict[str, Any]], args: tuple) -> None:
-    try:
-        queue.put(fn(*args))
-    except Exception as e:  # reported by the parent
-        queue.put({"error": repr(e)})
-
-
-def isolated(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """``fn(*args)`` in a fresh subprocess (so its peak memory is its own); ``{"error": ...}`` if it raised."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(queue, fn, args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
-
-
 def run_bench(cfg: BenchConfig) -> list[dict[str, Any]]:
-    """Measure both implementations in training and inference, each in a fresh subprocess."""
+    """Measure both implementations in training and inference, each in a fresh child process
+    (a measurement that gave no result is a row with its ``error``)."""
     return [
-        {"impl": impl, "mode": mode, **isolated(measure, impl, mode, cfg)}
+        {"impl": impl, "mode": mode, **isolated_row(measure, impl, mode, cfg, timeout_s=cfg.timeout_s)}
         for mode in ("train", "infer")
         for impl in ("transformers", "cvt_edu")
     ]
 
 
 def format_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> str:
-    """A Markdown table with the speed-up of cvt_edu over transformers per mode."""
+    """A Markdown table with the speed-up of each implementation over transformers per mode (``n/a`` where
+    transformers gave no result); a measurement that gave none shows its error."""
     by = {(r["impl"], r["mode"]): r for r in rows}
     device = next((r["device"] for r in rows if "device" in r), "?")
     title = (f"{cfg.model}, batch {cfg.batch_size}, {cfg.image_size}x{cfg.image_size}, "
@@ -174,8 +152,8 @@ def format_table(rows: list[dict[str, Any]], cfg: BenchConfig) -> str:
             if "error" in r or not r:
                 cells.append([mode, impl, f"error: {r.get('error', 'missing')}", "", ""])
                 continue
-            speedup = r["images_per_second"] / ref["images_per_second"] if "images_per_second" in ref else float("nan")
-            cells.append([mode, impl, f"{r['images_per_second']:.1f}", f"{r['peak_memory_mib']:.0f}", f"{speedup:.2f}x"])
+            speedup = f"{r['images_per_second'] / ref['images_per_second']:.2f}x" if "images_per_second" in ref else "n/a"
+            cells.append([mode, impl, f"{r['images_per_second']:.1f}", f"{r['peak_memory_mib']:.0f}", speedup])
     headers = ["mode", "implementation", "images/s", "peak memory (MiB)", "speed-up"]
     return title + "\n\n" + markdown_table(cells, headers, align="llrrr")
 

@@ -2,7 +2,7 @@
 
 For each model and each mode (eager, ``torch.compile``), a fresh subprocess runs the very
 training step of :func:`cvt_edu.train.loop.fit` (:meth:`cvt_edu.train.loop.PreparedRun.step`) under the
-small-data recipe (:meth:`cvt_edu.train.loop.TrainConfig.small_data`: TrivialAugment, MixUp/CutMix,
+small-data recipe (:meth:`cvt_edu.train.config.TrainConfig.small_data`: TrivialAugment, MixUp/CutMix,
 and on CUDA the fast path, bf16 autocast, channels-last and fused AdamW), on batches drawn by
 its loader from a synthetic uint8 data set of CIFAR-10's shape (the pixel values do not change
 the speed). It reports images per second, the time of a 50,000-image epoch, peak memory, the
@@ -16,16 +16,13 @@ as model FLOPs. On a CPU, or a GPU missing from :data:`BF16_PEAK_TFLOPS`, MFU is
 
 from __future__ import annotations
 
-import platform
-import resource
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..viz.tables import markdown_table
-from .bench import isolated, peak_memory_mib
+from .measure import PeakMemory, device_name, isolated_row, seconds_once, seconds_per_call
 
 __all__ = ["BF16_PEAK_TFLOPS", "TrainBenchConfig", "bf16_peak_tflops", "measure_training", "run_train_bench", "train_bench_table"]
 
@@ -60,11 +57,14 @@ class TrainBenchConfig:
         models: registry names.
         modes: ``"eager"`` and/or ``"compiled"``.
         batch_size: images per step; ``None`` takes the recipe's.
-        steps: timed steps after ``warmup`` untimed ones (the compilation happens in the warm-up).
-        warmup: untimed steps.
+        steps: timed steps after ``warmup`` untimed ones (the compilation happens in the warm-up; the
+            Timer adds two more untimed steps of its own).
+        warmup: untimed steps, timed together as ``warmup_seconds``.
         device: ``None`` picks cuda when there is one.
         threads: CPU threads (``None``: torch's default).
-        fast_path: as :attr:`cvt_edu.train.loop.TrainConfig.fast_path` (``None``: on for CUDA only).
+        fast_path: as :attr:`cvt_edu.train.config.TrainConfig.fast_path` (``None``: on for CUDA only).
+        timeout_s: a measurement that has not finished after this many seconds is stopped and
+            reported as an error.
     """
 
     models: tuple[str, ...] = ("vit-tiny", "cvt-tiny")
@@ -75,14 +75,16 @@ class TrainBenchConfig:
     device: str | None = None
     threads: int | None = None
     fast_path: bool | None = None
+    timeout_s: float | None = 1800.0
 
 
 def measure_training(name: str, mode: str, cfg: TrainBenchConfig) -> dict[str, Any]:
     """Throughput, peak memory and MFU of training model ``name`` in ``mode`` (run it in a fresh process)."""
     from ..models import build_model
+    from ..train.config import TrainConfig
     from ..train.data import CIFAR10_CLASSES, ImageTensors
     from ..train.env import pick_device
-    from ..train.loop import TrainConfig, prepare
+    from ..train.loop import prepare
     from .flops import count_flops
 
     if cfg.threads:
@@ -96,11 +98,10 @@ def measure_training(name: str, mode: str, cfg: TrainBenchConfig) -> dict[str, A
     fwd_flops = count_flops(model)["flops"]  # one 32x32 image
     n = batch * 4
     data = ImageTensors(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8), torch.arange(n) % 10, CIFAR10_CLASSES)
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     run = prepare(model, data, recipe, device)
     model.train()
+    peak = PeakMemory(device)
+    peak.start()
 
     def batches():
         while True:
@@ -108,46 +109,40 @@ def measure_training(name: str, mode: str, cfg: TrainBenchConfig) -> dict[str, A
 
     it = batches()
 
-    def go(steps: int) -> None:
-        for _ in range(steps):
-            images, labels = next(it)
-            run.step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    def step() -> None:
+        images, labels = next(it)
+        run.step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
 
-    start = time.perf_counter()
-    go(cfg.warmup)
-    warmup_s = time.perf_counter() - start
-    start = time.perf_counter()
-    go(cfg.steps)
-    seconds = time.perf_counter() - start
-    ips = cfg.steps * batch / seconds
+    def warm_up() -> None:
+        for _ in range(cfg.warmup):
+            step()
+
+    warmup_s = seconds_once(warm_up)
+    ips = batch / seconds_per_call(step, cfg.steps)
     tflops = ips * 3 * fwd_flops / 1e12
-    if device.type == "cuda":
-        device_name = torch.cuda.get_device_name(device)
-    else:
-        device_name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    peak = bf16_peak_tflops(device_name) if device.type == "cuda" else None
+    name_of_device = device_name(device)
+    peak_tflops = bf16_peak_tflops(name_of_device) if device.type == "cuda" else None
     return {
         "model": name,
         "mode": mode,
         "batch_size": batch,
         "images_per_second": ips,
         "epoch_seconds": EPOCH_IMAGES / ips,
-        "peak_memory_mib": peak_memory_mib(device, baseline),
+        "peak_memory_mib": peak.mib(),
         "forward_flops_per_image": fwd_flops,
         "tflops": tflops,
-        "mfu": tflops / peak if peak else None,
+        "mfu": tflops / peak_tflops if peak_tflops else None,
         "warmup_seconds": warmup_s,
         "fast_path": run.fast,
         "precision": "bf16 autocast" if device.type == "cuda" and recipe.amp else "float32",
-        "device": device_name,
+        "device": name_of_device,
     }
 
 
 def run_train_bench(cfg: TrainBenchConfig) -> list[dict[str, Any]]:
-    """Every model in every mode, each in a fresh subprocess."""
-    return [{"model": m, "mode": mode, **isolated(measure_training, m, mode, cfg)} for m in cfg.models for mode in cfg.modes]
+    """Every model in every mode, each in a fresh child process (a measurement that gave no result is a row with its ``error``)."""
+    return [{"model": m, "mode": mode, **isolated_row(measure_training, m, mode, cfg, timeout_s=cfg.timeout_s)}
+            for m in cfg.models for mode in cfg.modes]
 
 
 def train_bench_table(rows: list[dict[str, Any]]) -> str:

@@ -10,18 +10,19 @@ Two questions, two tools:
   at comparable width (:data:`SWEEP_MODELS`) for each image size, and measures the time and peak
   memory of a forward pass, going up in resolution until a model runs out of memory or time.
 
-How a point is measured. Every (model, resolution) point runs in a fresh child process (forked
-from a ``forkserver`` that has imported torch once), so that its peak memory is its own and a
-point that runs out of memory or time can be stopped without harming the caller:
+How a point is measured (:mod:`cvt_edu.cost.measure`). Every (model, resolution) point runs in a
+fresh child process (:func:`~cvt_edu.cost.measure.isolated`), so that its peak memory is its own
+and a point that runs out of memory or time can be stopped without harming the caller:
 
-- time: the median, over ``steps`` timed forward passes (after one untimed warm-up pass), of
-  one forward pass of a batch in eval mode without gradients, in milliseconds;
-- memory, in MiB, of the timed passes (the warm-up pass has already paid for one-off costs):
-  on CUDA, ``torch.cuda.max_memory_allocated`` minus what was allocated before them (weights and
-  input excluded); on the CPU, the growth of the process's peak resident set size (``VmHWM``,
-  reset through ``/proc/self/clear_refs`` just before them) over its resident size then. glibc is
-  told to return freed blocks of 64 KiB or more at once (``mallopt``), so the resident set follows
-  the live tensors; small blocks and allocator bookkeeping still count. Where there is no
+- time: one untimed warm-up pass, then the mean over ``steps`` forward passes (timed with
+  ``torch.utils.benchmark.Timer``, which runs two more untimed passes first) of one forward pass of
+  a batch in eval mode without gradients, in milliseconds;
+- memory, in MiB, of the timed passes (the warm-up pass has already paid for one-off costs), by
+  :class:`~cvt_edu.cost.measure.PeakMemory`: on CUDA, ``torch.cuda.max_memory_allocated`` minus what
+  was allocated before them (weights and input excluded); on the CPU, the growth of the process's
+  peak resident set size over its resident size then. glibc is told to return freed blocks of
+  64 KiB or more at once (:func:`~cvt_edu.cost.measure.return_freed_memory`), so the resident set
+  follows the live tensors; small blocks and allocator bookkeeping still count. Where there is no
   ``/proc`` (macOS), ``ru_maxrss`` growth is used, warm-up pass included;
 - FLOPs: :func:`cvt_edu.cost.flops.count_flops` on a copy of the model on the ``meta`` device (shapes
   only: no time, no memory);
@@ -38,16 +39,9 @@ materialised, as the formulas and the papers assume; ``fused_attention=True`` me
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
-import multiprocessing as mp
 import os
-import platform
-import queue as queue_lib
-import resource
-import statistics
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -66,6 +60,16 @@ from ..viz.tables import markdown_table
 from ..windows import window_and_shift
 from .flops import count_flops, count_params, measured_macs
 from .formulas import attention_macs
+from .measure import (
+    IsolationError,
+    PeakMemory,
+    device_name,
+    isolated,
+    memory_limit,
+    return_freed_memory,
+    seconds_once,
+    seconds_per_call,
+)
 
 __all__ = [
     "ATTENTION_KINDS",
@@ -365,73 +369,6 @@ def _explicit_attention(model: nn.Module) -> Iterator[None]:
                 hook.remove()
 
 
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
-            f.write("5")  # resets VmHWM, the peak resident set size (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
-
-
-def _return_freed_memory() -> None:
-    """glibc: serve every allocation of 64 KiB or more with ``mmap``, so a freed tensor leaves the resident set at once.
-
-    Without it, glibc keeps freed blocks of up to 32 MiB in its heap, and the resident set of
-    the timed passes would include what the warm-up pass freed. No effect elsewhere.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD = -3
-    except (OSError, AttributeError):
-        pass
-
-
-class _PeakMemory:
-    """Peak memory growth over a baseline, in MiB: CUDA's allocator, or the CPU process's resident set."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.resettable = device.type == "cuda" or _proc_status_kib("VmHWM") is not None
-        self.before = 0
-
-    def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.before = torch.cuda.memory_allocated(self.device)
-        elif self.resettable and _reset_peak_rss():
-            self.before = _proc_status_kib("VmRSS") * 1024
-        else:
-            self.resettable = False
-            self.before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-
-    def mib(self) -> float:
-        if self.device.type == "cuda":
-            now = torch.cuda.max_memory_allocated(self.device)
-        elif self.resettable:
-            now = _proc_status_kib("VmHWM") * 1024
-        else:
-            now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return max(0, now - self.before) / 2**20
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-
-
 def measure_point(
     name: str,
     resolution: int,
@@ -448,7 +385,7 @@ def measure_point(
     """Time and peak memory of a forward pass of one sweep model at one resolution, in this process.
 
     :func:`resolution_sweep` runs this in a fresh child process per point; call it directly
-    only in a process you can spare (a memory limit stays set on the CPU).
+    only in a process you can spare (on CUDA a memory limit stays set).
 
     Args:
         name, resolution, overrides: the model, see :func:`build_sweep_model`.
@@ -456,13 +393,13 @@ def measure_point(
         device: ``"cuda"`` or ``"cpu"``; ``None``: cuda when there is one.
         steps: timed passes after one untimed warm-up pass.
         time_limit_s: if the warm-up pass takes longer, stop and report ``"timeout"``.
-        memory_limit_mib: on the CPU, the most address space the passes may add (``RLIMIT_AS``);
-            on CUDA, the share of the GPU memory the process may use. Beyond it: ``"OOM"``.
+        memory_limit_mib: the most memory the passes may add (:func:`cvt_edu.cost.measure.memory_limit`:
+            address space on the CPU, the allocator's share of the GPU on CUDA). Beyond it: ``"OOM"``.
         fused_attention: measure the fused ``scaled_dot_product_attention`` path instead of the explicit one.
         num_threads: CPU threads of this process (``torch.set_num_threads``); ``None``: torch's default.
 
     Returns:
-        ``{"status": "ok" | "OOM" | "timeout", "ms": median ms per pass, "peak_mib": MiB, "device": ...}``
+        ``{"status": "ok" | "OOM" | "timeout", "ms": mean ms per pass, "peak_mib": MiB, "device": ...}``
         (``ms`` of the warm-up pass for a timeout; ``None`` where not measured).
     """
     dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -471,63 +408,29 @@ def measure_point(
     torch.manual_seed(0)
     model = build_sweep_model(name, resolution, **dict(overrides or {})).to(dev)
     x = torch.randn(batch_size, 3, resolution, resolution, device=dev)
-    result: dict[str, Any] = {"status": "ok", "ms": None, "peak_mib": None, "device": _device_name(dev)}
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        elif dev.type == "mps":
-            torch.mps.synchronize()
-
-    if dev.type == "cuda" and memory_limit_mib is not None:
-        total = torch.cuda.get_device_properties(dev).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, memory_limit_mib * 2**20 / total), dev)
-    address_space = resource.getrlimit(resource.RLIMIT_AS)
+    result: dict[str, Any] = {"status": "ok", "ms": None, "peak_mib": None, "device": device_name(dev)}
     if dev.type == "cpu":
-        _return_freed_memory()
-        if memory_limit_mib is not None:
-            vm = _proc_status_kib("VmSize")
-            if vm is not None:
-                limit = vm * 1024 + int(memory_limit_mib * 2**20)
-                resource.setrlimit(resource.RLIMIT_AS, (limit, address_space[1]))
-    peak = _PeakMemory(dev)
+        return_freed_memory()
+    peak = PeakMemory(dev)
     if not peak.resettable:
         peak.start()  # ru_maxrss cannot be reset: the warm-up pass counts too
 
     try:
-        with torch.no_grad(), (nullcontext() if fused_attention else _explicit_attention(model)):
-            start = time.perf_counter()
-            model(x)
-            sync()
-            first = 1000 * (time.perf_counter() - start)
+        with memory_limit(dev, memory_limit_mib), torch.no_grad(), (nullcontext() if fused_attention else _explicit_attention(model)):
+            first = 1000 * seconds_once(lambda: model(x))
             if time_limit_s is not None and first > 1000 * time_limit_s:
                 result.update(status="timeout", ms=first)
             else:
                 if peak.resettable:
                     peak.start()
-                times = []
-                for _ in range(steps):
-                    start = time.perf_counter()
-                    model(x)
-                    sync()
-                    times.append(1000 * (time.perf_counter() - start))
-                result.update(ms=statistics.median(times), peak_mib=peak.mib())
+                result.update(ms=1000 * seconds_per_call(lambda: model(x), steps), peak_mib=peak.mib())
     except (torch.cuda.OutOfMemoryError, MemoryError):
         result["status"] = "OOM"
     except RuntimeError as e:  # the CPU allocator raises a plain RuntimeError
         if "can't allocate memory" not in str(e) and "out of memory" not in str(e).lower():
             raise
         result["status"] = "OOM"
-    finally:  # lift the cap again, so that reporting the result (a queue's feeder thread) has memory
-        resource.setrlimit(resource.RLIMIT_AS, address_space)
     return result
-
-
-def _child(results: Any, name: str, resolution: int, kwargs: dict[str, Any]) -> None:
-    try:
-        results.put(measure_point(name, resolution, **kwargs))
-    except Exception as e:  # reported by the parent
-        results.put({"status": "error", "error": f"{type(e).__name__}: {e}"})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -546,46 +449,13 @@ def _torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _context() -> mp.context.BaseContext:
-    """A forkserver (one torch import for all points) where there is one, else spawn."""
+def _measure_isolated(name: str, resolution: int, kwargs: dict[str, Any], timeout_s: float | None) -> dict[str, Any]:
+    """:func:`measure_point` in a fresh child process; a child that timed out, died or raised becomes a status."""
     try:
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["torch", __name__])
-        return ctx
-    except ValueError:  # pragma: no cover - platforms without forkserver
-        return mp.get_context("spawn")
-
-
-def _run_child(ctx, name: str, resolution: int, kwargs: dict[str, Any], wait_s: float | None) -> dict[str, Any]:
-    results = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(results, name, resolution, kwargs), daemon=True)
-    proc.start()
-    deadline = None if wait_s is None else time.monotonic() + wait_s
-    result = None
-    while result is None:  # wait for the answer, the child's death, or the deadline
-        try:
-            result = results.get(timeout=0.5)
-        except queue_lib.Empty:
-            if not proc.is_alive():
-                try:  # it may have answered just before exiting
-                    result = results.get(timeout=1)
-                except queue_lib.Empty:
-                    break
-            elif deadline is not None and time.monotonic() > deadline:
-                break
-    if result is None:
-        if proc.is_alive():  # ran past the time limit
-            proc.kill()
-            proc.join()
-            result = {"status": "timeout", "ms": None, "peak_mib": None}
-        elif proc.exitcode == -9:  # SIGKILL from outside: the kernel's out-of-memory killer, most likely
-            result = {"status": "OOM", "ms": None, "peak_mib": None, "error": "child killed (SIGKILL)"}
-        else:
-            result = {"status": "error", "ms": None, "peak_mib": None, "error": f"child exited with code {proc.exitcode}"}
-    else:
-        proc.join()
-    results.close()
-    return result
+        return isolated(measure_point, name, resolution, timeout_s=timeout_s, **kwargs)
+    except IsolationError as e:
+        status = {"timeout": "timeout", "killed": "OOM"}.get(e.reason, "error")
+        return {"status": status, "ms": None, "peak_mib": None, **({} if status == "timeout" else {"error": str(e)})}
 
 
 def resolution_sweep(
@@ -613,9 +483,9 @@ def resolution_sweep(
         resolutions: image sides in pixels, multiples of 16 (sorted here).
         batch_size: images per forward pass.
         device: ``"cuda"`` or ``"cpu"``; ``None``: cuda when there is one.
-        steps: timed passes per point (the time is their median), after one warm-up pass.
+        steps: timed passes per point (the time is their mean), after one warm-up pass.
         time_limit_s: a point whose warm-up pass takes longer is a ``"timeout"`` (a child that does
-            not answer within ``(steps + 1) * time_limit_s + 120`` s is killed); ``None``: no limit.
+            not answer within ``(steps + 3) * time_limit_s + 120`` s is killed); ``None``: no limit.
         memory_limit_mib: the most memory a point may add (CPU: address space, CUDA: the device's
             allocator); ``None``: what the machine has.
         fused_attention: measure the fused attention kernels instead of the explicit path.
@@ -627,7 +497,7 @@ def resolution_sweep(
     Returns:
         One dict per point measured, in order (model, resolution): ``model``, ``resolution``,
         ``tokens`` (N of the first token map, (r/4)^2 unless overridden, :func:`sweep_tokens`), ``status`` (``"ok"``, ``"OOM"``,
-        ``"timeout"`` or ``"error"``), ``ms`` (median ms per forward pass, ``None`` if not measured),
+        ``"timeout"`` or ``"error"``), ``ms`` (mean ms per forward pass, ``None`` if not measured),
         ``peak_mib``, ``flops`` and ``macs`` (whole batch, :func:`cvt_edu.cost.flops.count_flops`),
         ``attention_macs`` (one stage-1 attention layer, by the formula, one image), ``params``,
         ``batch_size``, ``device``, ``window_size`` (Swin) and ``error`` when there was one.
@@ -647,8 +517,7 @@ def resolution_sweep(
     kwargs = dict(batch_size=batch_size, device=str(device) if device is not None else None, steps=steps,
                   time_limit_s=time_limit_s, memory_limit_mib=memory_limit_mib, fused_attention=fused_attention,
                   num_threads=num_threads)
-    wait_s = None if time_limit_s is None else (steps + 1) * time_limit_s + 120
-    ctx = _context()
+    wait_s = None if time_limit_s is None else (steps + 3) * time_limit_s + 120  # the warm-up, the Timer's two, the timed passes
     rows = []
     for name in models:
         over = overrides.get(name, {})
@@ -662,7 +531,7 @@ def resolution_sweep(
                 row["attention_macs"] = sweep_attention_macs(name, r, **over)
                 row["params"] = count_params(model)
                 del model
-            row.update(_run_child(ctx, name, r, {**kwargs, "overrides": over}, wait_s))
+            row.update(_measure_isolated(name, r, {**kwargs, "overrides": over}, wait_s))
             row["batch_size"] = batch_size
             rows.append(row)
             if row["status"] != "ok":

@@ -18,16 +18,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from ..cost.flops import count_flops
+from torch import nn
+
 from ..cvt import CvTConfig
 from ..models import config_to_dict, model_config, model_from_config
-from ..train.checkpoint import write_json
+from ..train.config import TrainConfig
 from ..train.data import ImageTensors
-from ..train.env import quick_mode, seed_everything
-from ..train.loop import METRICS, TrainConfig, fit
+from ..train.run import train_and_record
 from ..viz.tables import markdown_table
 from .stats import accuracy_stderr
 
@@ -68,12 +67,11 @@ def train_config_model(
     name: str | None = None,
     quick: bool | None = None,
 ) -> dict[str, Any]:
-    """Build a model from a config, train it with :func:`~cvt_edu.train.loop.fit`, and write ``metrics.json``.
+    """Build a model from a config that is not in the registry and train it with :func:`cvt_edu.train.run.train_and_record`.
 
-    The counterpart of :func:`cvt_edu.lab.compare.train_model` for a config that is not in the
-    registry. The model is built *after* seeding, so its initial weights depend only on
-    ``cfg.seed`` and the config; the classifier gets one output per class of the data. An
-    interrupted or finished run in ``out_dir`` is resumed rather than started again.
+    The model is built *after* seeding, so its initial weights depend only on ``cfg.seed`` and
+    the config; the classifier gets one output per class of the data. A finished run of the
+    same config and recipe in ``out_dir`` is reused, an interrupted one resumed.
 
     Args:
         arch: ``"cvt"`` or ``"vit"``.
@@ -85,24 +83,18 @@ def train_config_model(
         quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
 
     Returns:
-        The metrics of :func:`~cvt_edu.train.loop.fit`, plus ``flops`` and ``macs`` of one image, ``arch``,
-        ``model_config`` (the config as a dict) and ``quick``.
+        The metrics of :func:`~cvt_edu.train.run.train_and_record`: :func:`~cvt_edu.train.loop.fit`'s, plus
+        ``flops`` and ``macs`` of one image, ``arch``, ``model_config`` (the config as a dict), ``quick`` and ``reused``.
 
     Raises:
         ValueError: for an unknown architecture.
     """
-    cfg = cfg.for_mode(quick)
-    train, test = data
     settings = dict(config if isinstance(config, dict) else config_to_dict(config))
-    settings["num_classes"] = len(train.classes)
-    seed_everything(cfg.seed)
-    model = model_from_config(arch, settings)
-    out = Path(out_dir)
-    metrics = fit(model, train, test, cfg, out_dir=out, name=name)
-    metrics.update(count_flops(model, (1, *train.images.shape[1:])))
-    metrics.update(arch=arch, model_config=config_to_dict(model.config), quick=quick_mode(quick))
-    write_json(out / METRICS, metrics)
-    return metrics
+
+    def build(num_classes: int) -> nn.Module:
+        return model_from_config(arch, {**settings, "num_classes": num_classes})
+
+    return train_and_record(build, data, cfg, out_dir, name=name, quick=quick)[1]
 
 
 def ablation_table(results: Mapping[str, Mapping[str, Any]]) -> str:

@@ -11,12 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..cost.flops import count_flops
 from ..models import build_model
-from ..train.checkpoint import atomic_path, write_json
+from ..train.checkpoint import atomic_path
+from ..train.config import TrainConfig
 from ..train.data import ImageTensors
-from ..train.env import quick_mode, seed_everything
-from ..train.loop import METRICS, TrainConfig, fit
+from ..train.run import train_and_record
 from ..viz.plots import plot_comparison, plot_curves, save_figure
 from ..viz.tables import markdown_table
 
@@ -31,28 +30,26 @@ def train_model(
     *,
     quick: bool | None = None,
 ) -> dict[str, Any]:
-    """Build model ``name``, train it, and write ``metrics.json``, the checkpoint and ``curves.png`` to ``out_dir``.
+    """Build registry model ``name`` and train it with :func:`cvt_edu.train.run.train_and_record`, plus ``curves.png``.
+
+    A finished run of the same model and recipe in ``out_dir`` is reused, an interrupted one resumed.
 
     Args:
         name: a registry name such as ``"cvt-tiny"``.
         data: (train, test) splits.
         cfg: the training config; in quick mode it is shrunk with :meth:`TrainConfig.quick`.
-        out_dir: output folder (created).
+        out_dir: output folder (created): checkpoint, ``metrics.json``, ``curves.png``.
         quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
 
     Returns:
-        The metrics, with ``flops`` and ``macs`` of one image added.
+        The metrics, with ``flops`` and ``macs`` of one image and ``reused``.
+
+    Raises:
+        KeyError: for an unknown model name.
     """
-    cfg = cfg.for_mode(quick)
-    train, test = data
-    seed_everything(cfg.seed)  # the initial weights depend on the seed alone
-    model = build_model(name, num_classes=len(train.classes))
-    out = Path(out_dir)
-    metrics = fit(model, train, test, cfg, out_dir=out, name=name)
-    metrics.update(count_flops(model, (1, *train.images.shape[1:])))
-    metrics["quick"] = quick_mode(quick)
-    write_json(out / METRICS, metrics)
-    save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves", lang="en"), out / "curves.png")
+    _, metrics = train_and_record(lambda n: build_model(name, num_classes=n), data, cfg, out_dir, name=name, quick=quick)
+    if not metrics["reused"]:
+        save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves", lang="en"), Path(out_dir) / "curves.png")
     return metrics
 
 
@@ -108,9 +105,9 @@ def data_fraction_study(
     Every run uses the same recipe and number of epochs, on the first ``round(f * N)``
     images of a fixed random permutation (so smaller sets are subsets of larger ones); the
     test set is the same for every run (the whole test split, or ``cfg.test_subset`` images of
-    it). The run on all images (``f = 1``) is written to ``out_dir/<name>``, the folder
-    :func:`compare` uses, so a finished comparison is reused rather than trained again; the
-    others to ``out_dir/<name>-<percent>pct``.
+    it). The run on all images (``f = 1``) is ``cfg``'s own run, written to ``out_dir/<name>``,
+    the folder :func:`compare` uses, so a finished comparison under ``cfg`` is reused rather
+    than trained again; the others go to ``out_dir/<name>-<percent>pct``.
 
     Args:
         names: registry names.
@@ -134,7 +131,7 @@ def data_fraction_study(
     out = Path(out_dir)
     accuracy: dict[str, dict[float, float]] = {name: {} for name in names}
     for f in sorted(fractions):
-        run = replace(cfg, train_subset=max(cfg.batch_size, round(f * base)))
+        run = cfg if f == 1 else replace(cfg, train_subset=max(cfg.batch_size, round(f * base)))
         for name in names:
             folder = out / (name if f == 1 else f"{name}-{round(100 * f)}pct")
             accuracy[name][f] = train_model(name, data, run, folder, quick=False)["test_accuracy"]

@@ -14,25 +14,20 @@ The figures of the predictions are in :mod:`cvt_edu.viz.transfer`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
-from ..cost.flops import count_flops
 from ..models import build_model
 from ..pretrained.load import load_pretrained
-from ..train.checkpoint import migrate_state_dict, save_pretrained, write_json
+from ..train.config import TrainConfig
 from ..train.data import ImageTensors, denormalize
-from ..train.env import quick_mode, seed_everything
-from ..train.loop import METRICS, TrainConfig, fit
+from ..train.run import train_and_record
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -209,9 +204,9 @@ def finetune(
 
     The head is replaced (after seeding, so it depends on ``cfg.seed`` alone) with one output per
     class of the data; the model is wrapped in :class:`ImageNetInput` and trained with
-    :func:`~cvt_edu.train.loop.fit`. The fine-tuned model is saved to ``out_dir`` (``model.safetensors``,
-    ``config.json``) with ``metrics.json``. If ``out_dir`` already holds a finished run with the same
-    training config, image size and ``weights``, that run is loaded instead of training again.
+    :func:`cvt_edu.train.run.train_and_record`, which saves the fine-tuned model to ``out_dir``
+    (``model.safetensors``, ``config.json``) with ``metrics.json``. A finished run there with the same
+    recipe, model, image size and ``weights`` is loaded instead of training again; an interrupted one resumes.
 
     Args:
         model: a course CvT or ViT with its ImageNet head (changed in place).
@@ -229,25 +224,14 @@ def finetune(
         :func:`~cvt_edu.train.loop.fit` with ``image_size``, ``weights``, ``flops``, ``macs`` (one image,
         at ``image_size``) and ``reused`` (True if loaded from ``out_dir``).
     """
-    cfg = cfg.for_mode(quick)
-    train, test = data
-    out = Path(out_dir)
-    seed_everything(cfg.seed)
-    replace_head(model, len(train.classes))
-    wrapped = ImageNetInput(model, image_size)
-    saved = out / METRICS
-    if saved.is_file() and (out / "model.safetensors").is_file():
-        metrics = json.loads(saved.read_text(encoding="utf-8"))
-        saved_run = (metrics.get("train_config"), metrics.get("image_size"), metrics.get("weights"))
-        same = saved_run == (asdict(cfg), image_size, weights)
-        if same and metrics.get("epochs") == cfg.epochs:
-            model.load_state_dict(migrate_state_dict(load_file(str(out / "model.safetensors"))))
-            wrapped.to(next(model.parameters()).device).eval()
-            return wrapped, {**metrics, "reused": True}
-    metrics = fit(wrapped, train, test, cfg, out_dir=None, name=name)
-    metrics.update(count_flops(wrapped, (1, *train.images.shape[1:])))
-    metrics.update(image_size=image_size, weights=weights, quick=quick_mode(quick))
-    save_pretrained(model, out, name=name, classes=list(train.classes))
-    write_json(saved, metrics)
-    return wrapped, {**metrics, "reused": False}
+    return train_and_record(
+        lambda n: replace_head(model, n),
+        data,
+        cfg,
+        out_dir,
+        name=name,
+        wrap=lambda m: ImageNetInput(m, image_size),
+        extra={"image_size": image_size, "weights": weights},
+        quick=quick,
+    )
 

@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
+from .config import POLICIES
+
 __all__ = ["POLICIES", "image_transform", "normalize", "random_crop_flip", "BatchAugment", "batch_mix"]
 
-POLICIES = ("crop-flip", "trivial")
 PADDING = 4  # pixels of reflect padding before the random crop
 
 

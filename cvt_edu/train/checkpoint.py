@@ -1,4 +1,5 @@
-"""Saving and loading models: ``model.safetensors`` plus ``config.json``, always written atomically.
+"""Saving and loading models: ``model.safetensors`` plus ``config.json``, and the trainer state
+(``trainer_state.pt``) a run resumes from; always written atomically.
 
 A file is first written to a temporary name in the same folder, then moved over the
 final name with ``os.replace``, so a reader never sees half a file, even if training
@@ -33,6 +34,7 @@ from torch import nn
 
 from ..models import arch_of, config_to_dict, model_from_config
 from ..pretrained.renaming import Rule, rename_state_dict
+from .env import rng_state
 
 __all__ = [
     "FORMAT_VERSION",
@@ -43,6 +45,9 @@ __all__ = [
     "migrate_config",
     "migrate_state_dict",
     "CheckpointError",
+    "TRAINER_STATE",
+    "save_trainer_state",
+    "load_trainer_state",
 ]
 
 WEIGHTS = "model.safetensors"
@@ -70,6 +75,8 @@ _V1_STAGE_SHARED = {
     "swin": ("window_size", "mlp_ratio", "qkv_bias", "drop_rate", "attn_drop_rate"),
     "pvt": ("qkv_bias", "drop_rate", "attn_drop_rate"),
 }
+
+TRAINER_STATE = "trainer_state.pt"
 
 
 class CheckpointError(FileNotFoundError):
@@ -185,3 +192,49 @@ def load_checkpoint(folder: str | os.PathLike, map_location: str | torch.device 
     model = model_from_config(config["arch"], config["model_config"])
     model.load_state_dict(state)
     return model.eval(), config
+
+
+def save_trainer_state(
+    folder: str | os.PathLike,
+    *,
+    key: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    progress: dict[str, Any],
+) -> None:
+    """Write ``folder/trainer_state.pt``: everything a run needs to continue exactly where it stopped.
+
+    That is the weights, the optimizer's moments, the learning-rate schedule, the float16 gradient
+    scaler, the run's progress, and every random state (:func:`cvt_edu.train.env.rng_state`),
+    so that the resumed epochs draw the same batches and augmentations as an uninterrupted run.
+
+    Args:
+        folder: the run folder (created if missing).
+        key: what identifies the run (its recipe, and whatever else the caller names); a run
+            resumes only under the same key.
+        model, optimizer, scheduler, scaler: the training objects (``scaler`` may be ``None``).
+        progress: JSON-ready progress (epochs done, history, training seconds).
+    """
+    payload = {
+        "key": key,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler else None,
+        "state": progress,
+        "rng": rng_state(),
+    }
+    with atomic_path(Path(folder) / TRAINER_STATE) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_trainer_state(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The contents of ``folder/trainer_state.pt`` as :func:`save_trainer_state` wrote them (tensors on the CPU),
+    or ``None`` if there is none."""
+    path = Path(folder) / TRAINER_STATE
+    if not path.is_file():
+        return None
+    # the package's own file: it holds NumPy's and Python's random states, which weights_only refuses
+    return torch.load(path, map_location="cpu", weights_only=False)

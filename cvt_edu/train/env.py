@@ -1,16 +1,25 @@
-"""Where a run happens: the device, quick mode and seeds."""
+"""Where a run happens: the device, quick mode, seeds and random states, run folders.
+
+Environment variables: ``CVT_EDU_QUICK`` (quick mode) and ``CVT_EDU_RUNS`` (where runs are
+kept, default ``runs``). PyTorch and NumPy are imported only by the functions that need them,
+so that reading quick mode or a run folder costs nothing (the command line's ``--help``).
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["QUICK_ENV", "quick_mode", "pick_device", "seed_everything"]
+__all__ = ["QUICK_ENV", "RUNS_ENV", "quick_mode", "run_folder", "pick_device", "seed_everything", "rng_state", "restore_rng"]
 
 QUICK_ENV = "CVT_EDU_QUICK"
+RUNS_ENV = "CVT_EDU_RUNS"
 
 
 def quick_mode(flag: bool | None = None) -> bool:
@@ -20,8 +29,28 @@ def quick_mode(flag: bool | None = None) -> bool:
     return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def run_folder(*parts: str, quick: bool | None = None) -> Path:
+    """The folder a chapter's run is kept in: ``$CVT_EDU_RUNS/<parts...>`` (default ``runs/<parts...>``).
+
+    In quick mode it is a fresh temporary folder instead (created here), so that a smoke run
+    never reuses, resumes or overwrites a real one.
+
+    Args:
+        *parts: the path below the runs folder, e.g. ``"ch05", "cvt-tiny"``.
+        quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK`` (see :func:`quick_mode`).
+
+    Returns:
+        The path; outside quick mode it is not created (whatever writes into it does that).
+    """
+    if quick_mode(quick):
+        return Path(tempfile.mkdtemp(prefix="cvt-edu-"))
+    return Path(os.environ.get(RUNS_ENV) or "runs", *parts)
+
+
 def pick_device(name: str | None = None) -> torch.device:
     """``name`` if given, else the best available device: cuda, then mps, then cpu."""
+    import torch
+
     if name:
         return torch.device(name)
     if torch.cuda.is_available():
@@ -33,6 +62,34 @@ def pick_device(name: str | None = None) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices)."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state a run draws from (PyTorch's CPU and CUDA generators, NumPy's, Python's), for :func:`restore_rng`."""
+    import numpy as np
+    import torch
+
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back the random states saved by :func:`rng_state` (the CUDA ones only where there is CUDA)."""
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])

@@ -13,6 +13,11 @@ puts the model in channels-last memory format, uses the fused AdamW kernel and r
 back to the host inside an epoch (the metrics add up on the device). ``compile=True`` runs the
 model through ``torch.compile``.
 
+:func:`fit` is a sequence of steps, each its own function: :func:`prepare` (model, loader,
+optimizer, schedule, precision), :func:`resume_progress` (trainer state and random states), then per
+epoch :func:`train_one_epoch`, :func:`evaluate` and :func:`record_epoch`, and :func:`save_run`;
+:func:`run_metrics` sums the run up.
+
 Files written to ``out_dir`` (each atomically):
     ``model.safetensors``, ``config.json``  the model after the last finished epoch;
     ``trainer_state.pt``                    everything needed to resume;
@@ -22,14 +27,12 @@ Files written to ``out_dir`` (each atomically):
 from __future__ import annotations
 
 import os
-import random
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import confusion_matrix
@@ -37,130 +40,30 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..cost.flops import count_params
-from .augment import POLICIES, batch_mix, normalize
-from .checkpoint import atomic_path, migrate_state_dict, save_pretrained, write_json
+from .augment import batch_mix, normalize
+from .checkpoint import TRAINER_STATE, load_trainer_state, migrate_state_dict, save_pretrained, save_trainer_state, write_json
+from .config import TrainConfig
 from .data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
-from .env import pick_device, quick_mode, seed_everything
+from .env import pick_device, restore_rng, seed_everything
 from .loader import DeviceLoader, reference_loader
 
 __all__ = [
-    "TrainConfig",
+    "METRICS",
     "make_optimizer",
     "make_scheduler",
     "evaluate",
     "PreparedRun",
     "prepare",
+    "Progress",
+    "resume_progress",
+    "train_one_epoch",
+    "record_epoch",
+    "save_run",
+    "run_metrics",
     "fit",
 ]
 
-TRAINER_STATE = "trainer_state.pt"
 METRICS = "metrics.json"
-
-
-@dataclass
-class TrainConfig:
-    """How to train.
-
-    Attributes:
-        epochs: passes over the training set.
-        batch_size: images per step.
-        lr: peak learning rate of AdamW, reached at the end of the warmup.
-        min_lr: learning rate at the end of the cosine decay.
-        weight_decay: AdamW decoupled weight decay (not applied to biases, norms, tokens, embeddings).
-        warmup_epochs: length of the linear warmup, in epochs (may be fractional).
-        label_smoothing: epsilon of the smoothed cross-entropy.
-        seed: seeds initialisation, data order and augmentation.
-        augment: ``"crop-flip"`` or ``"trivial"`` (crop-flip then TrivialAugment), see :mod:`cvt_edu.train.augment`.
-        mixup_alpha, cutmix_alpha: Beta parameters of MixUp and CutMix (0 turns one off; with both on,
-            each batch draws one of them).
-        num_workers: DataLoader worker processes (reference path only).
-        amp: mixed precision on CUDA (ignored elsewhere).
-        device: ``None`` picks cuda, then mps, then cpu.
-        fast_path: hold the data on the device and augment in batches there (see the module
-            docstring); ``None``: on for CUDA, off elsewhere.
-        compile: run the model through ``torch.compile``.
-        train_subset, test_subset: use only this many images (``None``: all); quick mode sets them.
-        progress: show progress bars and print one line per epoch (``TQDM_DISABLE=1`` hides the bars only).
-    """
-
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    weight_decay: float = 0.05
-    warmup_epochs: float = 2.0
-    label_smoothing: float = 0.1
-    seed: int = 0
-    augment: str = "crop-flip"
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    num_workers: int = 0
-    amp: bool = True
-    device: str | None = None
-    fast_path: bool | None = None
-    compile: bool = False
-    train_subset: int | None = None
-    test_subset: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.augment not in POLICIES:
-            raise ValueError(f"augment must be one of {POLICIES}, got {self.augment!r}")
-        if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
-            raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha} and {self.cutmix_alpha}")
-
-    @classmethod
-    def small_data(cls, **overrides: Any) -> "TrainConfig":
-        """The course's recipe for small data sets such as cifar10-mini (4,068 training images).
-
-        Chosen by the experiments written down in chapter 5: TrivialAugment on top of
-        crop-flip, MixUp (alpha 0.8) or CutMix (alpha 1.0) drawn for each batch, label smoothing 0.1,
-        AdamW (lr 1e-3, weight decay 0.05, batch 128), 10 warmup epochs then cosine decay, 600
-        epochs; stochastic depth is each model's own (``drop_path`` in its config). With strong
-        augmentation the models keep learning for long: on cifar10-mini, without mixing, 300 epochs
-        gave cvt-tiny 74.7 % against 69.8 % for 150. Mixing pays only in long runs: at 150 epochs it
-        moved cvt-tiny from 69.8 % to 70.8 %, less than the standard error of a 1,017-image test
-        accuracy (about 1.4 points); at 300 epochs it trails until epoch 130 and ends at 77.6 %
-        against 74.7 %. Twice as long again pays too: 600 epochs took cvt-tiny to 81.2 % and
-        vit-tiny to 68.6 % (seed 0; 300 epochs: 77.6 % and 65.8 %); with seed 1, cvt-tiny ended
-        at 79.7 % (two-seed mean 80.5 %).
-        ``overrides`` replace any field, e.g. ``epochs`` or ``device``.
-        """
-        recipe = dict(
-            epochs=600,
-            batch_size=128,
-            lr=1e-3,
-            weight_decay=0.05,
-            warmup_epochs=10.0,
-            label_smoothing=0.1,
-            augment="trivial",
-            mixup_alpha=0.8,
-            cutmix_alpha=1.0,
-        )
-        return cls(**{**recipe, **overrides})
-
-    def splits(self, train_data: ImageTensors, test_data: ImageTensors) -> tuple[ImageTensors, ImageTensors]:
-        """The training and test images a run of this config uses: ``train_subset`` and
-        ``test_subset`` images of a seeded permutation (:meth:`ImageTensors.subset`), or all of them."""
-        if self.train_subset:
-            train_data = train_data.subset(self.train_subset, self.seed)
-        if self.test_subset:
-            test_data = test_data.subset(self.test_subset, self.seed)
-        return train_data, test_data
-
-    def for_mode(self, quick: bool | None = None) -> "TrainConfig":
-        """This config as a run uses it: shrunk by :meth:`quick` in quick mode, unchanged otherwise.
-
-        Args:
-            quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK`` (see :func:`quick_mode`).
-        """
-        return self.quick() if quick_mode(quick) else self
-
-    def quick(self) -> "TrainConfig":
-        """The same config shrunk for a smoke run: 1 epoch, 512 training and 256 test images."""
-        return TrainConfig(
-            **{**asdict(self), "epochs": 1, "warmup_epochs": 0.2, "train_subset": 512, "test_subset": 256}
-        )
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
@@ -248,29 +151,36 @@ class PreparedRun:
     """Everything a training step needs, set up by :func:`prepare` (shared by :func:`fit` and the benchmark).
 
     Attributes:
+        model: the model being trained, on ``device``.
         device: where the model and the batches live.
         fast: whether the fast path is on (see the module docstring).
         forward: the model, or its ``torch.compile``-d wrapper.
-        loader: yields (images (B, C, H, W) float32, labels (B,) int64) batches.
+        loader: yields (images (B, C, H, W) float32, labels (B,) int64) batches; its ``generator``
+            seeds the order of the images.
         mix: MixUp/CutMix on a batch, or ``None``.
         optimizer: AdamW (fused on CUDA).
+        scheduler: warmup then cosine decay (:func:`make_scheduler`), stepped after every batch.
         autocast: the mixed-precision context (a no-op off CUDA or with ``amp=False``).
         scaler: the float16 gradient scaler, or ``None``.
         label_smoothing: epsilon of the smoothed cross-entropy.
     """
 
+    model: nn.Module
     device: torch.device
     fast: bool
     forward: nn.Module
     loader: Any
     mix: Any
     optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     autocast: Any
     scaler: Any
     label_smoothing: float
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on a batch already on the device; reads nothing back to the host.
+
+        The learning-rate schedule is not stepped here (:func:`train_one_epoch` does it).
 
         Args:
             images: (B, C, H, W) float32, normalised.
@@ -299,7 +209,7 @@ class PreparedRun:
 
 
 def prepare(model: nn.Module, train_data: ImageTensors, cfg: TrainConfig, device: torch.device) -> PreparedRun:
-    """Move ``model`` to ``device`` and build the loader, batch mixing, optimizer and precision of ``cfg``.
+    """Move ``model`` to ``device`` and build the loader, batch mixing, optimizer, schedule and precision of ``cfg``.
 
     On the fast path on CUDA the model is also put in channels-last memory format, the
     layout cuDNN's convolutions run fastest in.
@@ -322,13 +232,16 @@ def prepare(model: nn.Module, train_data: ImageTensors, cfg: TrainConfig, device
             pin_memory=device.type == "cuda",
         )
     autocast, scaler = _autocast(device, cfg.amp)
+    optimizer = make_optimizer(model, cfg, fused=device.type == "cuda")
     return PreparedRun(
+        model=model,
         device=device,
         fast=fast,
         forward=torch.compile(model) if cfg.compile else model,
         loader=loader,
         mix=batch_mix(len(train_data.classes), cfg.mixup_alpha, cfg.cutmix_alpha),
-        optimizer=make_optimizer(model, cfg, fused=device.type == "cuda"),
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, cfg, len(loader)),
         autocast=autocast,
         scaler=scaler,
         label_smoothing=cfg.label_smoothing,
@@ -336,37 +249,146 @@ def prepare(model: nn.Module, train_data: ImageTensors, cfg: TrainConfig, device
 
 
 @dataclass
-class _State:
+class Progress:
+    """How far a run has come: epochs done, one history entry per epoch, training seconds (evaluation excluded)."""
+
     epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
 
 
-# Settings that change how a run is computed but not what it learns: a run may resume under other values.
-_RUNTIME_SETTINGS = ("progress", "num_workers", "device", "fast_path", "compile")
+def resume_progress(run: PreparedRun, folder: Path, key: dict[str, Any], *, epochs: int, label: str, verbose: bool) -> Progress:
+    """Continue the run saved in ``folder/trainer_state.pt``, if it was saved under the same ``key``.
+
+    Restores the weights, the optimizer, the schedule, the gradient scaler and every random
+    state, so that the remaining epochs are those of an uninterrupted run, bit for bit. A state
+    saved under another key (another recipe or model), or beyond ``epochs``, is ignored: the run
+    starts from scratch and will overwrite it.
+
+    Args:
+        run: the freshly prepared run (:func:`prepare`), changed in place.
+        folder: the run folder.
+        key: what identifies the run (see :func:`fit`).
+        epochs: the run's length.
+        label: the run's name in messages.
+        verbose: print what happens.
+
+    Returns:
+        The saved progress, or a fresh one.
+    """
+    saved = load_trainer_state(folder)
+    if saved is None:
+        return Progress()
+    if saved.get("key") != key:
+        if verbose:
+            print(f"{folder / TRAINER_STATE} was written by another run (another recipe or model); "
+                  "training from scratch (the old run is overwritten)")
+        return Progress()
+    if saved["state"]["epoch"] > epochs:
+        return Progress()
+    run.model.load_state_dict(migrate_state_dict(saved["model"]))  # weights saved before the redesign too
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    if run.scaler and saved["scaler"]:
+        run.scaler.load_state_dict(saved["scaler"])
+    restore_rng(saved["rng"])
+    progress = Progress(**saved["state"])
+    if verbose:
+        done = "finished" if progress.epoch >= epochs else "interrupted"
+        print(f"{label}: resuming the {done} run in {folder} at epoch {progress.epoch}/{epochs}")
+    return progress
 
 
-def _recipe(cfg: TrainConfig) -> dict[str, Any]:
-    return {k: v for k, v in asdict(cfg).items() if k not in _RUNTIME_SETTINGS}
+def train_one_epoch(run: PreparedRun, epoch: int, *, seed: int, bars: bool = False) -> dict[str, float]:
+    """One pass over the training data: a step per batch, the schedule stepped after each.
+
+    The data order is seeded with ``seed + epoch``, so it depends on the epoch alone and a
+    resumed run repeats it. The loss and accuracy add up on the device; they are read back once,
+    at the end (on the reference path the progress bar also reads them every 10 steps).
+
+    Args:
+        run: the prepared run.
+        epoch: the epoch's index, from 0.
+        seed: the run's seed.
+        bars: show a progress bar.
+
+    Returns:
+        ``train_loss`` (mean smoothed cross-entropy, nats, against the mixed targets when mixing),
+        ``train_accuracy`` (0..1, against the original labels) and ``seconds`` (wall time, the
+        device's queued work included).
+    """
+    device, loader = run.device, run.loader
+    run.model.train()
+    loader.generator.manual_seed(seed + epoch)
+    start = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    seen = 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not bars)
+    for step, (images, labels) in enumerate(bar):
+        labels = labels.to(device, non_blocking=True)
+        loss, logits = run.step(images.to(device, non_blocking=True), labels)
+        run.scheduler.step()
+        loss_sum += loss.detach() * len(labels)
+        correct += (logits.argmax(1) == labels).sum()
+        seen += len(labels)
+        if bars and not run.fast and (step % 10 == 0 or step == len(loader) - 1):  # .item() waits for the GPU
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the epoch's time includes the GPU's queued work
+    return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen, "seconds": time.perf_counter() - start}
 
 
-def _save_trainer_state(path: Path, model, optimizer, scheduler, scaler, state: _State, cfg: TrainConfig) -> None:
-    payload = {
-        "recipe": _recipe(cfg),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler else None,
-        "state": asdict(state),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(),
-            "python": random.getstate(),
-        },
+def record_epoch(progress: Progress, train: dict[str, float], test: dict[str, Any], lr: float) -> dict[str, float]:
+    """Add one finished epoch to ``progress``: its :func:`train_one_epoch` figures, its :func:`evaluate`
+    results and the learning rate it ended at. Returns the new history entry."""
+    progress.epoch += 1
+    progress.train_seconds += train["seconds"]
+    entry = {
+        "epoch": progress.epoch,
+        "train_loss": train["train_loss"],
+        "train_accuracy": train["train_accuracy"],
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+        "lr": lr,
+        "seconds": train["seconds"],
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    progress.history.append(entry)
+    return entry
+
+
+def save_run(
+    run: PreparedRun, folder: Path, progress: Progress, key: dict[str, Any], *, course_model: nn.Module, **config: Any
+) -> None:
+    """Save a finished epoch: ``course_model`` as ``model.safetensors`` + ``config.json`` (with the JSON-ready
+    ``config`` fields, e.g. name and classes), then the trainer state (:func:`cvt_edu.train.checkpoint.save_trainer_state`)."""
+    save_pretrained(course_model, folder, **config)
+    save_trainer_state(folder, key=key, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, scaler=run.scaler,
+                       progress=asdict(progress))
+
+
+def run_metrics(
+    run: PreparedRun, progress: Progress, final: dict[str, Any], cfg: TrainConfig, *, name: str | None, n_train: int, classes: list[str]
+) -> dict[str, Any]:
+    """The metrics of a run (what :func:`fit` returns and writes to ``metrics.json``), from its progress and final evaluation."""
+    device = run.device
+    images_seen = n_train * len(progress.history)
+    return {
+        "model": name,
+        "test_accuracy": final["accuracy"],
+        "test_loss": final["loss"],
+        "n_test": final["n"],
+        "n_train": n_train,
+        "epochs": progress.epoch,
+        "history": progress.history,
+        "params": count_params(run.model),
+        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
+        "seconds": progress.train_seconds,
+        "images_per_second": images_seen / progress.train_seconds if progress.train_seconds else None,
+        "confusion": final["confusion"],
+        "classes": classes,
+        "train_config": asdict(cfg),
+    }
 
 
 def fit(
@@ -378,19 +400,26 @@ def fit(
     out_dir: str | os.PathLike | None = None,
     name: str | None = None,
     resume: bool = True,
+    key: dict[str, Any] | None = None,
+    course_model: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` and evaluate it on ``test_data`` after every epoch.
 
     Args:
-        model: a freshly built course model (see :func:`cvt_edu.models.build_model`).
+        model: a freshly built course model (see :func:`cvt_edu.models.build_model`), or a module
+            wrapping one (then pass the course model as ``course_model``); images (B, 3, H, W) -> logits (B, K).
         train_data, test_data: uint8 splits from :func:`cvt_edu.train.data.load_split`; the
             training augmentation and the evaluation transform are applied here.
-        cfg: a :class:`TrainConfig`; ``None`` uses the defaults.
-        out_dir: where to write the checkpoint and ``metrics.json`` (nothing is written if ``None``).
+        cfg: a :class:`~cvt_edu.train.config.TrainConfig`; ``None`` uses the defaults.
+        out_dir: where to write the checkpoint, the trainer state and ``metrics.json`` after
+            every epoch (nothing is written if ``None``).
         name: the model's registry name, stored in ``config.json`` and ``metrics.json``.
         resume: continue from ``out_dir/trainer_state.pt`` if it exists and was written
-            under the same recipe (every setting of ``cfg`` except progress, workers, device,
-            fast path and compilation); otherwise train from scratch.
+            under the same ``key`` (see :func:`resume_progress`); otherwise train from scratch.
+        key: what identifies the run, JSON-ready; ``None``: ``{"recipe": cfg.recipe()}`` (every
+            setting of ``cfg`` but progress, workers, device, fast path and compilation).
+            :func:`cvt_edu.train.run.train_and_record` adds the model's config.
+        course_model: the module saved as ``model.safetensors``; ``None``: ``model``.
 
     Returns:
         The metrics (also written to ``metrics.json``): ``test_accuracy`` (0..1),
@@ -398,107 +427,40 @@ def fit(
         wall time), ``images_per_second``, ``confusion``, and the configs.
     """
     cfg = cfg or TrainConfig()
+    key = key if key is not None else {"recipe": cfg.recipe()}
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
     train_data, test_data = cfg.splits(train_data, test_data)
     run = prepare(model, train_data, cfg, device)
     if run.fast:  # one copy of the test images on the device, read by every epoch's evaluation
         test_data = test_data.to(device)
-    fast, forward, loader, optimizer, scaler = run.fast, run.forward, run.loader, run.optimizer, run.scaler
-    scheduler = make_scheduler(optimizer, cfg, len(loader))
-    state = _State()
-
     out = Path(out_dir) if out_dir else None
-    if out and resume and (out / TRAINER_STATE).is_file():
-        saved = torch.load(out / TRAINER_STATE, map_location=device, weights_only=False)
-        same_recipe = saved.get("recipe", _recipe(cfg)) == _recipe(cfg)
-        if not same_recipe and cfg.progress:
-            print(f"{out / TRAINER_STATE} was written by another recipe; training from scratch (the old run is overwritten)")
-        if same_recipe and saved["state"]["epoch"] <= cfg.epochs:
-            model.load_state_dict(migrate_state_dict(saved["model"]))  # a run saved before the redesign too
-            optimizer.load_state_dict(saved["optimizer"])
-            scheduler.load_state_dict(saved["scheduler"])
-            if scaler and saved["scaler"]:
-                scaler.load_state_dict(saved["scaler"])
-            state = _State(**saved["state"])
-            if cfg.progress:
-                done = "finished" if state.epoch >= cfg.epochs else "interrupted"
-                print(f"{name or type(model).__name__}: resuming the {done} run in {out} at epoch {state.epoch}/{cfg.epochs}")
-            torch.set_rng_state(saved["rng"]["torch"])
-            if saved["rng"].get("cuda") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-            np.random.set_state(saved["rng"]["numpy"])
-            random.setstate(saved["rng"]["python"])
-
     label = name or type(model).__name__
+    progress = resume_progress(run, out, key, epochs=cfg.epochs, label=label, verbose=cfg.progress) if out and resume else Progress()
+
+    classes = list(train_data.classes)
+    eval_batch = max(256, cfg.batch_size)
     final = None
     # TQDM_DISABLE=1 hides the bars (tqdm only reads it when ``disable`` is not passed); the epoch lines stay.
     bars = cfg.progress and os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true")
-    epochs = tqdm(range(state.epoch, cfg.epochs), desc=label, initial=state.epoch, total=cfg.epochs, disable=not bars)
+    epochs = tqdm(range(progress.epoch, cfg.epochs), desc=label, initial=progress.epoch, total=cfg.epochs, disable=not bars)
     for epoch in epochs:
-        model.train()
-        loader.generator.manual_seed(cfg.seed + epoch)  # the data order depends only on the epoch, so resuming repeats it
-        start = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen = 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, disable=not bars)
-        for step, (images, labels) in enumerate(bar):
-            labels = labels.to(device, non_blocking=True)
-            loss, logits = run.step(images.to(device, non_blocking=True), labels)
-            scheduler.step()
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
-            if bars and not fast and (step % 10 == 0 or step == len(loader) - 1):  # .item() waits for the GPU
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}")
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # the epoch's time includes the GPU's queued work
-        seconds = time.perf_counter() - start
-        state.train_seconds += seconds
-        final = evaluate(forward, test_data, batch_size=max(256, cfg.batch_size), device=device)
-        state.epoch = epoch + 1
-        state.history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum.item() / seen,
-                "train_accuracy": correct.item() / seen,
-                "test_loss": final["loss"],
-                "test_accuracy": final["accuracy"],
-                "lr": scheduler.get_last_lr()[0],
-                "seconds": seconds,
-            }
-        )
+        train = train_one_epoch(run, epoch, seed=cfg.seed, bars=bars)
+        final = evaluate(run.forward, test_data, batch_size=eval_batch, device=device)
+        h = record_epoch(progress, train, final, run.scheduler.get_last_lr()[0])
         epochs.set_postfix(test_acc=f"{final['accuracy']:.3f}")
         if cfg.progress:
-            h = state.history[-1]
             tqdm.write(
                 f"{label} epoch {h['epoch']}/{cfg.epochs}: train loss {h['train_loss']:.3f}, "
-                f"train acc {h['train_accuracy']:.3f} | test acc {h['test_accuracy']:.3f} | {seconds:.1f} s"
+                f"train acc {h['train_accuracy']:.3f} | test acc {h['test_accuracy']:.3f} | {h['seconds']:.1f} s"
             )
         if out:
-            save_pretrained(model, out, name=name, classes=list(train_data.classes))
-            _save_trainer_state(out / TRAINER_STATE, model, optimizer, scheduler, scaler, state, cfg)
+            save_run(run, out, progress, key, course_model=model if course_model is None else course_model, name=name,
+                     classes=classes)
 
     if final is None:  # resumed a finished run: evaluate the saved model
-        final = evaluate(model, test_data, batch_size=max(256, cfg.batch_size), device=device)
-    n_train = len(train_data) * len(state.history)
-    metrics = {
-        "model": name,
-        "test_accuracy": final["accuracy"],
-        "test_loss": final["loss"],
-        "n_test": final["n"],
-        "n_train": len(train_data),
-        "epochs": state.epoch,
-        "history": state.history,
-        "params": count_params(model),
-        "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
-        "seconds": state.train_seconds,
-        "images_per_second": n_train / state.train_seconds if state.train_seconds else None,
-        "confusion": final["confusion"],
-        "classes": list(train_data.classes),
-        "train_config": asdict(cfg),
-    }
+        final = evaluate(model, test_data, batch_size=eval_batch, device=device)
+    metrics = run_metrics(run, progress, final, cfg, name=name, n_train=len(train_data), classes=classes)
     if out:
         write_json(out / METRICS, metrics)
     return metrics

@@ -241,15 +241,15 @@ def plot_cls_attention(
     _check_maps(maps)
     num_layers, num_heads = len(maps), maps[0].shape[1]
     fig, axes = plt.subplots(num_layers, num_heads + 1, figsize=(1.55 * (num_heads + 1), 1.55 * num_layers), squeeze=False)
-    for l, a in enumerate(maps):
+    for layer, a in enumerate(maps):
         cls_maps = cls_attention_map(a[index], grid_size)  # (h, gh, gw)
-        _overlay(axes[l, 0], images[index], cls_maps.mean(0), alpha, "inferno")
-        axes[l, 0].axis("on")
-        axes[l, 0].set_xticks([])
-        axes[l, 0].set_yticks([])
-        axes[l, 0].set_ylabel(t("layer_n", lang, l=l + 1), fontsize=9)
+        _overlay(axes[layer, 0], images[index], cls_maps.mean(0), alpha, "inferno")
+        axes[layer, 0].axis("on")
+        axes[layer, 0].set_xticks([])
+        axes[layer, 0].set_yticks([])
+        axes[layer, 0].set_ylabel(t("layer_n", lang, l=layer + 1), fontsize=9)
         for h in range(num_heads):
-            ax = axes[l, h + 1]
+            ax = axes[layer, h + 1]
             ax.imshow(cls_maps[h].cpu().numpy(), cmap="inferno", interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])

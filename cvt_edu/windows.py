@@ -94,14 +94,45 @@ def reverse_cyclic_shift(x: torch.Tensor, shift_size: int) -> torch.Tensor:
     return torch.roll(x, shifts=(shift_size, shift_size), dims=(1, 2))
 
 
+def shifted_window_labels(h: int, w: int, window_size: int, shift_size: int) -> torch.Tensor:
+    """Which shifted window each token of an h x w map belongs to (SW-MSA, Sec. 3.2, Fig. 2).
+
+    The shifted windows are the regular M x M grid moved by (s, s): window borders at
+    rows and columns s, s + M, s + 2M, ...; the tokens above or left of the first border form
+    their own, smaller windows. Numbered row by row from 0.
+
+    After :func:`cvt_edu.windows.cyclic_shift` of this label map, two tokens of one regular window
+    may attend to each other exactly when their labels are equal: that is the mask of
+    :func:`cvt_edu.windows.shifted_window_mask` (checked in the tests).
+
+    Args:
+        h, w: the token map.
+        window_size: M.
+        shift_size: s, 0 <= s < M.
+
+    Returns:
+        int64 tensor (h, w).
+
+    Raises:
+        ValueError: if s is not in [0, M).
+    """
+    if not 0 <= shift_size < window_size:
+        raise ValueError(f"shift_size must be in [0, window_size={window_size}), got {shift_size}")
+    rows = torch.div(torch.arange(h) - shift_size, window_size, rounding_mode="floor") + int(shift_size > 0)
+    cols = torch.div(torch.arange(w) - shift_size, window_size, rounding_mode="floor") + int(shift_size > 0)
+    return rows[:, None] * (int(cols.max()) + 1) + cols[None, :]
+
+
 def shifted_window_mask(H: int, W: int, window_size: int, shift_size: int) -> torch.Tensor:
     """The additive attention mask of shifted windows (SW-MSA, Sec. 3.2, Fig. 4).
 
     After :func:`cyclic_shift`, a window of the last window row or column can hold tokens
-    that were far apart in the image (the rolled-over border). Each axis of the rolled map
-    is split into three bands, [0, H - M), [H - M, H - s) and [H - s, H); tokens in
-    different band pairs must not attend to each other, so their score gets -100 (as in
-    the reference implementation; after the softmax the weight is e^-100, numerically 0).
+    that were far apart in the image (the rolled-over border). Two tokens of a window of the
+    rolled map may attend to each other exactly when they belong to the same shifted window
+    of the image, i.e. when the rolled :func:`shifted_window_labels` are equal; other pairs
+    get -100 (as in the reference implementation; after the softmax the weight is e^-100,
+    numerically 0). On the rolled map this splits each axis into the bands [0, H - M),
+    [H - M, H - s) and [H - s, H) of the paper's Fig. 4.
 
     Args:
         H, W: size of the token map; multiples of M.
@@ -119,12 +150,8 @@ def shifted_window_mask(H: int, W: int, window_size: int, shift_size: int) -> to
     if not 0 <= shift_size < window_size:
         raise ValueError(f"shift_size must be in [0, window_size={window_size}), got {shift_size}")
 
-    def bands(n: int) -> torch.Tensor:
-        idx = torch.arange(n)
-        return (idx >= n - window_size).long() + (idx >= n - shift_size).long()  # 0, 1 or 2
-
-    region = 3 * bands(H)[:, None] + bands(W)[None, :]  # (H, W), 9 regions
-    windows = window_partition(region[None, :, :, None], window_size)  # (nW, M, M, 1)
+    rolled = cyclic_shift(shifted_window_labels(H, W, window_size, shift_size)[None, :, :, None], shift_size)
+    windows = window_partition(rolled, window_size)  # (nW, M, M, 1)
     labels = rearrange(windows, "nw m1 m2 1 -> nw (m1 m2)")
     different = labels[:, :, None] != labels[:, None, :]
     return torch.where(different, MASK_VALUE, 0.0).float()
@@ -171,30 +198,3 @@ def window_and_shift(resolution: tuple[int, int], window_size: int, shift_size: 
     return (side, 0) if side <= window_size else (window_size, shift_size)
 
 
-def shifted_window_labels(h: int, w: int, window_size: int, shift_size: int) -> torch.Tensor:
-    """Which shifted window each token of an h x w map belongs to (SW-MSA, Sec. 3.2, Fig. 2).
-
-    The shifted windows are the regular M x M grid moved by (s, s): window borders at
-    rows and columns s, s + M, s + 2M, ...; the tokens above or left of the first border form
-    their own, smaller windows. Numbered row by row from 0.
-
-    After :func:`cvt_edu.windows.cyclic_shift` of this label map, two tokens of one regular window
-    may attend to each other exactly when their labels are equal: that is the mask of
-    :func:`cvt_edu.windows.shifted_window_mask` (checked in the tests).
-
-    Args:
-        h, w: the token map.
-        window_size: M.
-        shift_size: s, 0 <= s < M.
-
-    Returns:
-        int64 tensor (h, w).
-
-    Raises:
-        ValueError: if s is not in [0, M).
-    """
-    if not 0 <= shift_size < window_size:
-        raise ValueError(f"shift_size must be in [0, window_size={window_size}), got {shift_size}")
-    rows = torch.div(torch.arange(h) - shift_size, window_size, rounding_mode="floor") + int(shift_size > 0)
-    cols = torch.div(torch.arange(w) - shift_size, window_size, rounding_mode="floor") + int(shift_size > 0)
-    return rows[:, None] * (int(cols.max()) + 1) + cols[None, :]

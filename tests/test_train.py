@@ -192,3 +192,39 @@ def test_run_folders_come_from_the_environment_or_are_fresh_in_quick_mode(monkey
     assert first != second and first.is_dir() and not any(first.iterdir()) and tmp_path not in first.parents
     monkeypatch.setenv("CVT_EDU_QUICK", "0")
     assert run_folder("ch05") == tmp_path / "ch05"
+
+
+class _Payload:
+    """What an attacker would plant in a run folder: unpickling it runs code."""
+
+    ran = False
+
+    def __reduce__(self):
+        return (_Payload._run, ())
+
+    @staticmethod
+    def _run():
+        _Payload.ran = True
+        return {}
+
+
+def test_a_planted_trainer_state_is_refused_and_never_runs(tmp_path):
+    torch.save({"state": _Payload()}, tmp_path / TRAINER_STATE)
+    with pytest.raises(ValueError, match=r"trainer_state\.pt: expected a trainer state of tensors and numbers"):
+        load_trainer_state(tmp_path)
+    assert not _Payload.ran
+
+
+def test_the_random_states_survive_a_weights_only_round_trip(tmp_path):
+    import random
+
+    import numpy as np
+
+    from cvt_edu.train.env import restore_rng, rng_state
+
+    np.random.normal()  # NumPy caches a Gaussian: its state has has_gauss = 1
+    torch.save(rng_state(), tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.normal(size=3), random.random())
+    restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.normal(size=3), expected[1]) and random.random() == expected[2]

@@ -17,7 +17,7 @@ from cvt_edu.viz.windows import (
     plot_window_partition,
     shift_widget,
 )
-from cvt_edu.windows import cyclic_shift, relative_position_index, shifted_window_labels, shifted_window_mask, window_partition
+from cvt_edu.windows import relative_position_index, shifted_window_labels, shifted_window_mask, window_partition
 
 matplotlib.use("Agg")
 
@@ -35,15 +35,28 @@ def test_image_as_map(image):
         image_as_map(image[None])
 
 
-@pytest.mark.parametrize("h,w,m,s", [(16, 16, 4, 2), (8, 12, 4, 1), (14, 14, 7, 3), (8, 8, 4, 0), (16, 16, 4, 3)])
-def test_shifted_window_labels_give_the_models_mask(h, w, m, s):
-    labels = shifted_window_labels(h, w, m, s)
-    rolled = cyclic_shift(labels[None, :, :, None], s)
-    per_window = rearrange(window_partition(rolled, m), "n a b 1 -> n (a b)")
+def test_shifted_window_labels_number_the_displaced_windows_row_by_row():
+    # an 8 x 12 map, M = 4, s = 1: window borders at rows 1, 5 and columns 1, 5, 9 -> 3 x 4 windows
+    labels = shifted_window_labels(8, 12, 4, 1)
+    rows = torch.tensor([0, 1, 1, 1, 1, 2, 2, 2])
+    cols = torch.tensor([0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3])
+    assert torch.equal(labels, rows[:, None] * 4 + cols[None, :])
+    assert torch.equal(shifted_window_labels(8, 8, 4, 0), torch.tensor([0] * 4 + [1] * 4)[:, None] * 2 + torch.tensor([0] * 4 + [1] * 4))
+
+
+@pytest.mark.parametrize("h,w,m,s", [(16, 16, 4, 2), (8, 12, 4, 1), (14, 14, 7, 3), (16, 16, 4, 3)])
+def test_the_mask_keeps_apart_the_tokens_the_cyclic_shift_brings_together(h, w, m, s):
+    # the paper's Fig. 4: on the rolled map, each axis has the bands [0, H-M), [H-M, H-s), [H-s, H)
+    def bands(n):
+        idx = torch.arange(n)
+        return (idx >= n - m).long() + (idx >= n - s).long()
+
+    region = 3 * bands(h)[:, None] + bands(w)[None, :]
+    per_window = rearrange(window_partition(region[None, :, :, None], m), "n a b 1 -> n (a b)")
     different = per_window[:, :, None] != per_window[:, None, :]
     assert torch.equal(different, shifted_window_mask(h, w, m, s) != 0)
     n_windows = (h // m + (s > 0)) * (w // m + (s > 0))
-    assert int(labels.max()) + 1 == n_windows
+    assert int(shifted_window_labels(h, w, m, s).max()) + 1 == n_windows
 
 
 def test_shifted_window_labels_errors():

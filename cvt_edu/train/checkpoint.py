@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -232,9 +233,21 @@ def save_trainer_state(
 
 def load_trainer_state(folder: str | os.PathLike) -> dict[str, Any] | None:
     """The contents of ``folder/trainer_state.pt`` as :func:`save_trainer_state` wrote them (tensors on the CPU),
-    or ``None`` if there is none."""
+    or ``None`` if there is none.
+
+    The file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only.
+
+    Raises:
+        ValueError: if the file holds any other object (it is not unpickled, so nothing in it runs).
+    """
     path = Path(folder) / TRAINER_STATE
     if not path.is_file():
         return None
-    # the package's own file: it holds NumPy's and Python's random states, which weights_only refuses
-    return torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: tensors, numbers, strings and containers only; a planted object is refused, never run
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path}: expected a trainer state of tensors and numbers, but it holds other objects, which are never "
+            f"unpickled (written by another program, or by cvt_edu before 0.2); delete it to train from scratch"
+        ) from e

@@ -18,7 +18,7 @@ line answers ``--help`` without loading PyTorch.
 
 import lazy_loader as _lazy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # keep equal to pyproject.toml (tests/test_contents.py checks)
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,

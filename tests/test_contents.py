@@ -27,3 +27,10 @@ def test_the_printed_map_indents_subpackages_and_strips_markup(capsys):
     assert lines[0].startswith("cvt_edu/") and any(line.startswith("  train/") for line in lines)
     assert any(line.startswith("    loop ") for line in lines)
     assert all(len(line) <= 100 for line in lines) and not any(":mod:" in line or "``" in line for line in lines)
+
+
+def test_the_package_version_is_the_one_pyproject_declares():
+    import tomllib
+
+    declared = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert cvt_edu.__version__ == declared

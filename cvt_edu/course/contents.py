@@ -41,7 +41,7 @@ def module_map(package: str = "cvt_edu") -> list[tuple[str, str]]:
     return rows
 
 
-def print_module_map(package: str = "cvt_edu", width: int = 110) -> None:
+def print_module_map(package: str = "cvt_edu", width: int = 88) -> None:
     """Print :func:`module_map` as an indented tree, each summary cut to fit ``width`` characters."""
     for name, summary in module_map(package):
         depth = name.count(".")

@@ -15,9 +15,9 @@ from torch import nn
 from torch.testing import assert_close
 
 from cvt_edu import build_model, load_pretrained, save_pretrained
-from cvt_edu.pretrained.load import HF_VIT_KEYS, vit_config_from_hf, vit_from_torchvision
 from cvt_edu.pretrained.renaming import rename_state_dict
-from cvt_edu.pretrained.swin_pvt import swin_config_from_hf
+from cvt_edu.pretrained.swin import swin_config_from_hf
+from cvt_edu.pretrained.vit import HF_VIT_KEYS, vit_config_from_hf, vit_from_torchvision
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 LABELS = {i: f"class-{i}" for i in range(10)}

@@ -13,7 +13,8 @@ from timm.models import swin_transformer as timm_swin
 from cvt_edu.attention import MultiHeadAttention, attention_maps
 from cvt_edu.cost.flops import count_flops, count_params
 from cvt_edu.models import arch_of, build_model, model_config
-from cvt_edu.pretrained.swin_pvt import pvt_from_hf, swin_from_hf
+from cvt_edu.pretrained.pvt import pvt_from_hf
+from cvt_edu.pretrained.swin import swin_from_hf
 from cvt_edu.pvt import PVTStageConfig, SpatialReductionAttention
 from cvt_edu.swin import PatchMerging
 from cvt_edu.windows import (

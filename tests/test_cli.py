@@ -84,3 +84,10 @@ def test_installed_console_script_lists_the_commands_without_importing_torch():
     assert all(command in result.stdout for command in COMMANDS)
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "cvt_edu.cli" in imported and "torch" not in imported
+
+
+@pytest.mark.parametrize("flag,value", [("--epochs", "0"), ("--batch-size", "0"), ("--lr", "-1")])
+def test_a_budget_that_cannot_train_is_refused_before_anything_is_written(flag, value, tmp_path, data_dir, capsys):
+    code, _, err = run(capsys, "train", "--model", "vit-tiny", "--data", str(data_dir), "--out", str(tmp_path / "o"), flag, value)
+    assert code == 2 and "Traceback" not in err and "must be" in err
+    assert not (tmp_path / "o").exists()

@@ -228,3 +228,38 @@ def test_the_random_states_survive_a_weights_only_round_trip(tmp_path):
     restore_rng(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.normal(size=3), expected[1]) and random.random() == expected[2]
+
+
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("epochs", 0, "epochs must be an integer >= 1, got 0"),
+        ("epochs", -3, "epochs must be an integer >= 1, got -3"),
+        ("batch_size", 0, "batch_size must be an integer >= 1, got 0"),
+        ("lr", 0.0, "lr must be a finite number > 0, got 0.0"),
+        ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
+        ("lr", float("inf"), "lr must be a finite number > 0, got inf"),
+    ],
+)
+def test_a_budget_or_step_size_that_cannot_train_is_refused_up_front(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})
+
+
+def test_a_loss_that_becomes_nan_stops_the_run_and_keeps_the_folder_as_it_was(cifar_mini, tmp_path):
+    train, test = cifar_mini
+    good = TrainConfig(epochs=1, batch_size=32, train_subset=64, test_subset=32, progress=False)
+    fit(build_model("vit-tiny"), train, test, good, out_dir=tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    diverging = TrainConfig(epochs=2, batch_size=32, lr=1e6, warmup_epochs=0, train_subset=128, test_subset=32, progress=False)
+    with pytest.raises(train_module.NonFiniteLossError, match=r"training loss became nan in epoch 1 .* kept as it was"):
+        fit(build_model("vit-tiny"), train, test, diverging, out_dir=tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_metrics_with_a_nan_are_refused_not_written_as_invalid_json(tmp_path):
+    from cvt_edu.train.checkpoint import write_json
+
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_json(tmp_path / "metrics.json", {"test_accuracy": float("nan")})
+    assert not (tmp_path / "metrics.json").exists()

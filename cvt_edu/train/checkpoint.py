@@ -103,9 +103,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented JSON, atomically.
+
+    Raises:
+        ValueError: for a NaN or infinite number, which strict JSON has no way to write (nothing is written).
+    """
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 def save_pretrained(model: nn.Module, folder: str | os.PathLike, **extra: Any) -> None:

@@ -6,6 +6,7 @@ This module imports no PyTorch, so that the command line can build its options f
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +72,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # checked before anything trains: a bad budget or step size is refused, never silently run
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
         if self.augment not in POLICIES:
             raise ValueError(f"augment must be one of {POLICIES}, got {self.augment!r}")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:

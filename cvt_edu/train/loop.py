@@ -26,6 +26,7 @@ Files written to ``out_dir`` (each atomically):
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -49,6 +50,8 @@ from .loader import DeviceLoader, reference_loader
 
 __all__ = [
     "METRICS",
+    "NonFiniteLossError",
+    "check_finite",
     "make_optimizer",
     "make_scheduler",
     "evaluate",
@@ -299,6 +302,30 @@ def resume_progress(run: PreparedRun, folder: Path, key: dict[str, Any], *, epoc
     return progress
 
 
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite: the run stops, and the last good epoch's files stay as they were."""
+
+
+def check_finite(train: dict[str, float], epoch: int, *, label: str, folder: Path | None) -> None:
+    """Stop a run whose epoch ended with a non-finite training loss, before anything of that epoch is saved.
+
+    Raises:
+        NonFiniteLossError: naming the epoch, the loss, and the run folder whose last good checkpoint is kept.
+    """
+    loss = train["train_loss"]
+    if math.isfinite(loss):
+        return
+    if folder is None:
+        kept = ""
+    elif (folder / TRAINER_STATE).is_file():
+        kept = f"; what {folder} held before this epoch is kept as it was"
+    else:
+        kept = f"; nothing was written to {folder}"
+    raise NonFiniteLossError(
+        f"{label}: the training loss became {loss} in epoch {epoch + 1} (a learning rate too large, most likely){kept}"
+    )
+
+
 def train_one_epoch(run: PreparedRun, epoch: int, *, seed: int, bars: bool = False) -> dict[str, float]:
     """One pass over the training data: a step per batch, the schedule stepped after each.
 
@@ -446,6 +473,7 @@ def fit(
     epochs = tqdm(range(progress.epoch, cfg.epochs), desc=label, initial=progress.epoch, total=cfg.epochs, disable=not bars)
     for epoch in epochs:
         train = train_one_epoch(run, epoch, seed=cfg.seed, bars=bars)
+        check_finite(train, epoch, label=label, folder=out)  # once per epoch: nothing is read back inside a step
         final = evaluate(run.forward, test_data, batch_size=eval_batch, device=device)
         h = record_epoch(progress, train, final, run.scheduler.get_last_lr()[0])
         epochs.set_postfix(test_acc=f"{final['accuracy']:.3f}")

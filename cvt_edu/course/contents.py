@@ -45,7 +45,7 @@ def print_module_map(package: str = "cvt_edu", width: int = 88) -> None:
     """Print :func:`module_map` as an indented tree, each summary cut to fit ``width`` characters."""
     for name, summary in module_map(package):
         depth = name.count(".")
-        label = "  " * depth + name.rsplit(".", 1)[-1] + ("/" if summary and name.count(".") < 2 and _is_package(name) else "")
+        label = "  " * depth + name.rsplit(".", 1)[-1] + ("/" if _is_package(name) else "")
         room = width - 24
         text = summary if len(summary) <= room else summary[: room - 1].rstrip() + "…"
         print(f"{label:<22}  {text}")

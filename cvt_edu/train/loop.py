@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from ..cost.flops import count_params
 from .augment import batch_mix, normalize
-from .checkpoint import TRAINER_STATE, load_trainer_state, migrate_state_dict, save_pretrained, save_trainer_state, write_json
+from .checkpoint import TRAINER_STATE, load_trainer_state, save_pretrained, save_trainer_state, write_json
 from .config import TrainConfig
 from .data import CIFAR10_MEAN, CIFAR10_STD, ImageTensors
 from .env import pick_device, restore_rng, seed_everything
@@ -289,7 +289,7 @@ def resume_progress(run: PreparedRun, folder: Path, key: dict[str, Any], *, epoc
         return Progress()
     if saved["state"]["epoch"] > epochs:
         return Progress()
-    run.model.load_state_dict(migrate_state_dict(saved["model"]))  # weights saved before the redesign too
+    run.model.load_state_dict(saved["model"])
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
     if run.scaler and saved["scaler"]:

@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## Run every test: the package, the command line, the notebooks (nbval, quick mode) and the book build.
 test: $(STAMP)
-	$(BIN)/python -m pytest -v
+	$(BIN)/python -m pytest -v -n auto --dist loadfile
 
 ## Build the rendered course into _build/html.
 book: $(STAMP)

@@ -193,3 +193,13 @@ def test_an_unreadable_official_batch_that_passes_the_checksum_names_the_folder(
     code, _, err = run(capsys, "train", "--model", "vit-tiny", "--data", tmp_path / "data", "--out", tmp_path / "out")
     assert code == 2 and "a batch could not be read" in one_line_error(err)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_class_folder_without_images_names_the_split_folder(tmp_path, capsys):
+    data = image_folder(tmp_path / "data", "abc", "abc")
+    for image in (data / "test" / "c").iterdir():
+        image.unlink()
+    code, _, err = run(capsys, "train", "--model", "vit-tiny", "--data", data, "--out", tmp_path / "out", "--no-progress")
+    line = one_line_error(err)
+    assert code == 2 and f"{data / 'test'}: Found no valid file for the classes c" in line
+    assert not (tmp_path / "out").exists()

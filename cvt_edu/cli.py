@@ -202,13 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "evaluate":
             from .train.checkpoint import load_checkpoint
-            from .train.data import load_split
+            from .train.data import check_checkpoint_classes, load_split, resolve_data_path
             from .train.env import pick_device
             from .train.loop import evaluate
 
-            model, _ = load_checkpoint(args.checkpoint)
+            model, config = load_checkpoint(args.checkpoint)
+            test = load_split("test", args.data)
+            source = str(resolve_data_path(args.data) or "the downloaded CIFAR-10")
+            check_checkpoint_classes(test, config.get("classes"), model.config.num_classes, checkpoint=args.checkpoint, data=source)
             model.to(pick_device(args.device))
-            result = evaluate(model, load_split("test", args.data))
+            result = evaluate(model, test)
             print(json.dumps({"accuracy": result["accuracy"], "n": result["n"]}))
             return 0
         if args.command == "bench":

@@ -130,6 +130,17 @@ def test_run_files_whose_run_cannot_be_told_are_refused(finished, tiny, tmp_path
     assert contents(folder) == before
 
 
+def test_a_metrics_file_that_is_not_json_is_refused_and_replaced_with_overwrite(finished, tiny, tmp_path):
+    folder = copy_of(finished, tmp_path / "run")
+    (folder / "metrics.json").write_text('{"test_accuracy": 0.3')  # cut short by another program
+    before = contents(folder)
+    with pytest.raises(RunFolderError, match=r"holds a metrics.json that is not a JSON object, .*; pass overwrite=True"):
+        train_model("vit-tiny", tiny, CFG, folder, quick=False)
+    assert contents(folder) == before
+    metrics = train_model("vit-tiny", tiny, CFG, folder, quick=False, overwrite=True)
+    assert not metrics["reused"] and json.loads((folder / "metrics.json").read_text())["epochs"] == 1
+
+
 def test_overwrite_removes_metrics_first_and_a_kill_never_leaves_old_metrics_beside_a_new_model(finished, tiny, tmp_path,
                                                                                                   monkeypatch, capsys):
     folder = copy_of(finished, tmp_path / "run")

@@ -98,8 +98,17 @@ def finished_run(folder: str | os.PathLike, key: Mapping[str, Any], epochs: int)
     folder = Path(folder)
     if not (folder / METRICS).is_file() or not (folder / WEIGHTS).is_file():
         return None
-    metrics = json.loads((folder / METRICS).read_text(encoding="utf-8"))
-    return metrics if metrics.get("key") == key and metrics.get("epochs") == epochs else None
+    metrics = _read_metrics(folder)
+    return metrics if metrics and metrics.get("key") == key and metrics.get("epochs") == epochs else None
+
+
+def _read_metrics(folder: Path) -> dict[str, Any] | None:
+    """``folder/metrics.json`` as a dict, or ``None`` if it is not a JSON object (cut short or edited by hand)."""
+    try:
+        metrics = json.loads((folder / METRICS).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return metrics if isinstance(metrics, dict) else None
 
 
 _ABSENT = object()
@@ -144,6 +153,13 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+def _open_folder(folder: Path) -> int:
+    try:
+        return os.open(folder, os.O_RDONLY)
+    except OSError as e:
+        raise RunFolderError(f"cannot open the run folder {folder}: {e.strerror}") from e
+
+
 def _check_writable(folder: Path) -> None:
     """Refuse a run folder that is a file, lies below a file, or cannot be written or created; creates nothing."""
     probe = folder
@@ -172,7 +188,7 @@ def check_run_folder(folder: str | os.PathLike) -> None:
     _check_writable(folder)
     if fcntl is None or not folder.is_dir():
         return
-    fd = os.open(folder, os.O_RDONLY)
+    fd = _open_folder(folder)
     try:
         if _identity(os.fstat(fd)) in _HELD:
             return
@@ -212,7 +228,7 @@ def lock_run_folder(folder: str | os.PathLike) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunFolderError(f"cannot create the run folder {folder}: {e.strerror}") from e
-    fd = os.open(folder, os.O_RDONLY)
+    fd = _open_folder(folder)
     try:
         ident = _identity(os.fstat(fd))
         if ident not in _HELD:
@@ -241,7 +257,10 @@ def _other_run(folder: Path, key: Mapping[str, Any], *, overwrite: bool) -> str 
     if not present:
         return None
     if METRICS in present:
-        old = json.loads((folder / METRICS).read_text(encoding="utf-8")).get("key")
+        metrics = _read_metrics(folder)
+        if metrics is None:
+            return f"a {METRICS} that is not a JSON object, so it cannot tell which run the folder holds"
+        old = metrics.get("key")
         if not isinstance(old, dict):
             return f"a finished run that {METRICS} gives no key for (written by an older cvt_edu)"
         if old != key:

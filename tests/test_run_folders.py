@@ -22,6 +22,7 @@ import cvt_edu.train.loop as train_loop
 import cvt_edu.train.run as run_module
 from cvt_edu.cli import main
 from cvt_edu.lab.compare import train_model
+from cvt_edu.models import build_model
 from cvt_edu.train.checkpoint import atomic_path, load_checkpoint, load_trainer_state, write_json
 from cvt_edu.train.config import TrainConfig
 from cvt_edu.train.data import ImageTensors
@@ -176,6 +177,22 @@ def test_overwrite_removes_metrics_first_and_a_kill_never_leaves_old_metrics_bes
     assert resumed["epochs"] == 2 and json.loads((folder / "metrics.json").read_text())["key"]["recipe"]["epochs"] == 2
     assert (folder / "curves.png").is_file() and (folder / "notes.txt").read_text() == "mine"
     load_checkpoint(folder)
+
+
+def test_fit_over_another_run_removes_its_metrics_before_the_first_new_checkpoint(finished, tiny, tmp_path, monkeypatch):
+    """fit itself (no run rule) trains over a run of another recipe; killed after one epoch, no old metrics.json remains."""
+    folder = copy_of(finished, tmp_path / "run")
+    old_model = (folder / "model.safetensors").read_bytes()
+    real_save = train_loop.save_trainer_state
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_loop, "save_trainer_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_loop.fit(build_model("vit-tiny"), *tiny, TrainConfig(epochs=2, batch_size=32, progress=False), out_dir=folder)
+    assert not (folder / "metrics.json").exists() and (folder / "model.safetensors").read_bytes() != old_model
 
 
 @pytest.mark.parametrize("command", ["train", "compare"])

@@ -78,6 +78,7 @@ def cli(capsys, *args):
 
 
 def test_a_locked_folder_is_refused_at_once_and_a_killed_holder_frees_it(finished, tiny, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("fcntl")  # no flock on Windows: runs are not locked there
     folder = copy_of(finished, tmp_path / "run")
     before = contents(folder)
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)

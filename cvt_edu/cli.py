@@ -71,6 +71,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", required=True, choices=list_models())
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run of another model or recipe in --out (default: refuse it; the same run is reused or resumed)")
     _add_training(p)
 
 
@@ -79,6 +81,8 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--models", nargs="+", default=["vit-tiny", "cvt-tiny"], choices=list_models())
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace runs of another recipe in --out/<model> (default: refuse them; the same runs are reused or resumed)")
     _add_training(p)
 
 
@@ -221,14 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             return _cost(args)
         from .lab.compare import compare, train_model
         from .train.data import load_data
+        from .train.run import check_run_folder
 
         cfg = _train_config(args)
+        check_run_folder(args.out)  # a folder no training can use now is refused before the data loads
         data = load_data(args.data)
         if args.command == "train":
-            m = train_model(args.model, data, cfg, args.out, quick=args.quick)
+            m = train_model(args.model, data, cfg, args.out, quick=args.quick, overwrite=args.overwrite)
             print(json.dumps({"model": args.model, "test_accuracy": m["test_accuracy"], "seconds": round(m["seconds"], 1), "out": args.out}))
         else:
-            results = compare(args.models, data, cfg, args.out, quick=args.quick)
+            results = compare(args.models, data, cfg, args.out, quick=args.quick, overwrite=args.overwrite)
             for name, m in results.items():
                 print(json.dumps({"model": name, "test_accuracy": m["test_accuracy"], "seconds": round(m["seconds"], 1)}))
             print(f"wrote {args.out}/comparison.md and {args.out}/comparison.png")

@@ -40,8 +40,8 @@ def test_data_fraction_study_trains_on_nested_subsets_and_reuses_the_full_run(ci
         data_fraction_study(["cvt-tiny"], data, cfg, [0.0], tmp_path, quick=False)
 
 
-def test_one_rule_reuses_a_finished_run_resumes_an_interrupted_one_and_retrains_another_model(cifar_mini, tmp_path, monkeypatch,
-                                                                                             capsys):
+def test_one_rule_reuses_a_finished_run_resumes_an_interrupted_one_and_refuses_another_model(cifar_mini, tmp_path, monkeypatch,
+                                                                                            capsys):
     data = small_split(cifar_mini, 64, 32)
     cfg = TrainConfig(epochs=2, batch_size=32, lr=2e-3)
     squeezed, unsqueezed = variant_config("cvt-tiny", stride_kv=2), variant_config("cvt-tiny", stride_kv=1)  # the same weights' shapes
@@ -55,10 +55,12 @@ def test_one_rule_reuses_a_finished_run_resumes_an_interrupted_one_and_retrains_
     assert again["reused"] and again["history"] == first["history"] and again["seconds"] == first["seconds"]
     monkeypatch.undo()
 
-    # another model in the same folder: neither reused nor resumed, though its weights would load
+    # another model in the same folder: refused, though its weights would load; replaced when told to overwrite
+    with pytest.raises(ValueError, match=r"holds a finished run of another model or recipe \(model_config.stages\[0\].stride_kv 2 -> 1"):
+        train_config_model("cvt", unsqueezed, data, cfg, tmp_path / "run", name="s1", quick=False)
     capsys.readouterr()
-    other = train_config_model("cvt", unsqueezed, data, cfg, tmp_path / "run", name="s1", quick=False)
-    assert "written by another run (another recipe or model); training from scratch" in capsys.readouterr().out
+    other = train_config_model("cvt", unsqueezed, data, cfg, tmp_path / "run", name="s1", quick=False, overwrite=True)
+    assert "s1: replacing a finished run of another model or recipe" in capsys.readouterr().out
     assert not other["reused"] and other["model_config"]["stages"][0]["stride_kv"] == 1 and len(other["history"]) == 2
 
     # interrupted after its first epoch: resumed, and it ends as the uninterrupted run did

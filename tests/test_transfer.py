@@ -120,8 +120,10 @@ def test_finetune_trains_saves_and_reuses_a_run(cifar_mini, tmp_path):
     assert reused["reused"] and reused["test_accuracy"] == metrics["test_accuracy"]
     torch.testing.assert_close(again_model.head.weight, model.head.weight)
     fresh = build_model("cvt-tiny", num_classes=1000)
-    _, other = finetune(fresh, cifar_mini, cfg, tmp_path, image_size=48, weights="pretrained", quick=False)
-    assert not other["reused"]  # other starting weights: trained again
+    with pytest.raises(ValueError, match=r"another model or recipe \(weights random -> pretrained\)"):  # not over it unasked
+        finetune(fresh, cifar_mini, cfg, tmp_path, image_size=48, weights="pretrained", quick=False)
+    _, other = finetune(fresh, cifar_mini, cfg, tmp_path, image_size=48, weights="pretrained", quick=False, overwrite=True)
+    assert not other["reused"] and other["weights"] == "pretrained"  # other starting weights: trained again
 
 
 def test_prediction_figures():

@@ -66,12 +66,14 @@ def train_config_model(
     *,
     name: str | None = None,
     quick: bool | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Build a model from a config that is not in the registry and train it with :func:`cvt_edu.train.run.train_and_record`.
 
     The model is built *after* seeding, so its initial weights depend only on ``cfg.seed`` and
     the config; the classifier gets one output per class of the data. A finished run of the
-    same config and recipe in ``out_dir`` is reused, an interrupted one resumed.
+    same config and recipe in ``out_dir`` is reused, an interrupted one resumed; a run of another
+    config or recipe there is refused unless ``overwrite``.
 
     Args:
         arch: ``"cvt"`` or ``"vit"``.
@@ -81,6 +83,7 @@ def train_config_model(
         out_dir: output folder (created): checkpoint, ``metrics.json``.
         name: the run's name in the metrics.
         quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
+        overwrite: replace a run of another config or recipe in ``out_dir`` instead of refusing it.
 
     Returns:
         The metrics of :func:`~cvt_edu.train.run.train_and_record`: :func:`~cvt_edu.train.loop.fit`'s, plus
@@ -88,13 +91,14 @@ def train_config_model(
 
     Raises:
         ValueError: for an unknown architecture.
+        RunFolderError: for a folder that cannot be used or holds another run (see :mod:`cvt_edu.train.run`).
     """
     settings = dict(config if isinstance(config, dict) else config_to_dict(config))
 
     def build(num_classes: int) -> nn.Module:
         return model_from_config(arch, {**settings, "num_classes": num_classes})
 
-    return train_and_record(build, data, cfg, out_dir, name=name, quick=quick)[1]
+    return train_and_record(build, data, cfg, out_dir, name=name, quick=quick, overwrite=overwrite)[1]
 
 
 def ablation_table(results: Mapping[str, Mapping[str, Any]]) -> str:

@@ -15,7 +15,7 @@ from ..models import build_model
 from ..train.checkpoint import atomic_path
 from ..train.config import TrainConfig
 from ..train.data import ImageTensors
-from ..train.run import train_and_record
+from ..train.run import lock_run_folder, train_and_record
 from ..viz.plots import plot_comparison, plot_curves, save_figure
 from ..viz.tables import markdown_table
 
@@ -29,10 +29,13 @@ def train_model(
     out_dir: str | os.PathLike,
     *,
     quick: bool | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Build registry model ``name`` and train it with :func:`cvt_edu.train.run.train_and_record`, plus ``curves.png``.
 
-    A finished run of the same model and recipe in ``out_dir`` is reused, an interrupted one resumed.
+    A finished run of the same model and recipe in ``out_dir`` is reused, an interrupted one resumed;
+    a run of another model or recipe there is refused unless ``overwrite``. The folder stays locked
+    until ``curves.png`` is written too.
 
     Args:
         name: a registry name such as ``"cvt-tiny"``.
@@ -40,16 +43,21 @@ def train_model(
         cfg: the training config; in quick mode it is shrunk with :meth:`TrainConfig.quick`.
         out_dir: output folder (created): checkpoint, ``metrics.json``, ``curves.png``.
         quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
+        overwrite: replace a run of another model or recipe in ``out_dir`` instead of refusing it.
 
     Returns:
         The metrics, with ``flops`` and ``macs`` of one image and ``reused``.
 
     Raises:
         KeyError: for an unknown model name.
+        RunFolderError: for a folder that cannot be used or holds another run (see :mod:`cvt_edu.train.run`).
     """
-    _, metrics = train_and_record(lambda n: build_model(name, num_classes=n), data, cfg, out_dir, name=name, quick=quick)
-    if not metrics["reused"]:
-        save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves", lang="en"), Path(out_dir) / "curves.png")
+    with lock_run_folder(out_dir):
+        _, metrics = train_and_record(lambda n: build_model(name, num_classes=n), data, cfg, out_dir, name=name, quick=quick,
+                                      overwrite=overwrite)
+        if not metrics["reused"]:
+            save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves", lang="en"),
+                        Path(out_dir) / "curves.png")
     return metrics
 
 
@@ -69,25 +77,27 @@ def compare(
     out_dir: str | os.PathLike,
     *,
     quick: bool | None = None,
+    overwrite: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Train every model in ``names`` under the same config and write the comparison.
 
-    Writes ``out_dir/<name>/`` for each model (see :func:`train_model`), and
-    ``out_dir/comparison.md`` and ``out_dir/comparison.png``.
+    Writes ``out_dir/<name>/`` for each model (see :func:`train_model`; ``overwrite`` replaces a run
+    of another recipe there instead of refusing it), and ``out_dir/comparison.md`` and ``out_dir/comparison.png``.
 
     Returns:
         Model name -> its metrics.
     """
     out = Path(out_dir)
-    results = {name: train_model(name, data, replace(cfg), out / name, quick=quick) for name in names}
-    any_m = next(iter(results.values()))
-    header = (
-        f"# Comparison on {any_m['n_train']} training and {any_m['n_test']} test images, "
-        f"{any_m['epochs']} epochs, device {any_m['device']}\n\n"
-    )
-    with atomic_path(out / "comparison.md") as tmp:
-        tmp.write_text(header + comparison_table(results) + "\n", encoding="utf-8")
-    save_figure(plot_comparison(results, lang="en"), out / "comparison.png")
+    with lock_run_folder(out):  # one comparison at a time writes here
+        results = {name: train_model(name, data, replace(cfg), out / name, quick=quick, overwrite=overwrite) for name in names}
+        any_m = next(iter(results.values()))
+        header = (
+            f"# Comparison on {any_m['n_train']} training and {any_m['n_test']} test images, "
+            f"{any_m['epochs']} epochs, device {any_m['device']}\n\n"
+        )
+        with atomic_path(out / "comparison.md") as tmp:
+            tmp.write_text(header + comparison_table(results) + "\n", encoding="utf-8")
+        save_figure(plot_comparison(results, lang="en"), out / "comparison.png")
     return results
 
 
@@ -99,6 +109,7 @@ def data_fraction_study(
     out_dir: str | os.PathLike,
     *,
     quick: bool | None = None,
+    overwrite: bool = False,
 ) -> dict[str, dict[float, float]]:
     """Test accuracy of each model trained on a fraction of the training images.
 
@@ -117,6 +128,7 @@ def data_fraction_study(
         fractions: in (0, 1].
         out_dir: output folder.
         quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
+        overwrite: replace runs of another recipe in those folders instead of refusing them.
 
     Returns:
         ``{name: {fraction: test accuracy in 0..1}}``.
@@ -134,5 +146,5 @@ def data_fraction_study(
         run = cfg if f == 1 else replace(cfg, train_subset=max(cfg.batch_size, round(f * base)))
         for name in names:
             folder = out / (name if f == 1 else f"{name}-{round(100 * f)}pct")
-            accuracy[name][f] = train_model(name, data, run, folder, quick=False)["test_accuracy"]
+            accuracy[name][f] = train_model(name, data, run, folder, quick=False, overwrite=overwrite)["test_accuracy"]
     return accuracy

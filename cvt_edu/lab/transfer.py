@@ -199,6 +199,7 @@ def finetune(
     weights: str,
     name: str | None = None,
     quick: bool | None = None,
+    overwrite: bool = False,
 ) -> tuple[ImageNetInput, dict[str, Any]]:
     """Fine-tune an ImageNet model on a new data set: new head, inputs resized, all weights trained.
 
@@ -206,7 +207,8 @@ def finetune(
     class of the data; the model is wrapped in :class:`ImageNetInput` and trained with
     :func:`cvt_edu.train.run.train_and_record`, which saves the fine-tuned model to ``out_dir``
     (``model.safetensors``, ``config.json``) with ``metrics.json``. A finished run there with the same
-    recipe, model, image size and ``weights`` is loaded instead of training again; an interrupted one resumes.
+    recipe, model, image size and ``weights`` is loaded instead of training again; an interrupted one resumes;
+    a run of another key there is refused unless ``overwrite``.
 
     Args:
         model: a course CvT or ViT with its ImageNet head (changed in place).
@@ -218,6 +220,7 @@ def finetune(
             what makes a saved run reusable.
         name: the run's name in the metrics.
         quick: quick mode; ``None`` reads ``$CVT_EDU_QUICK``.
+        overwrite: replace a run of another key in ``out_dir`` instead of refusing it.
 
     Returns:
         The wrapped model (CIFAR-normalised 32x32 images -> logits) and the metrics of
@@ -233,5 +236,6 @@ def finetune(
         wrap=lambda m: ImageNetInput(m, image_size),
         extra={"image_size": image_size, "weights": weights},
         quick=quick,
+        overwrite=overwrite,
     )
 

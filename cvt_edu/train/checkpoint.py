@@ -84,11 +84,30 @@ class CheckpointError(FileNotFoundError):
     """A checkpoint folder lacks ``model.safetensors`` or ``config.json``."""
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: str | os.PathLike, flags: int) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it over ``path`` atomically.
+    """Yield a temporary path beside ``path``; on success move it over ``path`` atomically and durably.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    The temporary is ``.<name>.<random>.tmp`` in the same folder (a run folder's lock removes the
+    ones a killed process left, see :func:`cvt_edu.train.run.lock_run_folder`). On success its
+    contents are flushed to disk (``fsync``), it gets the mode ``open()`` would have given
+    (``0o666`` less the umask, not ``mkstemp``'s ``0o600``), it replaces ``path`` (``os.replace``),
+    and the folder's entry is flushed too, so that after a crash ``path`` is the old file or the
+    whole new one. On an exception the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +115,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp, os.O_RDWR)
         os.replace(tmp, path)
+        if os.name == "posix":  # a folder cannot be opened for fsync on Windows
+            _fsync(path.parent, os.O_RDONLY)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

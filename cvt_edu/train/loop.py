@@ -21,7 +21,8 @@ epoch :func:`train_one_epoch`, :func:`evaluate` and :func:`record_epoch`, and :f
 Files written to ``out_dir`` (each atomically):
     ``model.safetensors``, ``config.json``  the model after the last finished epoch;
     ``trainer_state.pt``                    everything needed to resume;
-    ``metrics.json``                        history and final results.
+    ``metrics.json``                        history and final results, written when the run ends (and
+                                            removed before a new epoch is saved).
 """
 
 from __future__ import annotations
@@ -388,7 +389,12 @@ def save_run(
     run: PreparedRun, folder: Path, progress: Progress, key: dict[str, Any], *, course_model: nn.Module, **config: Any
 ) -> None:
     """Save a finished epoch: ``course_model`` as ``model.safetensors`` + ``config.json`` (with the JSON-ready
-    ``config`` fields, e.g. name and classes), then the trainer state (:func:`cvt_edu.train.checkpoint.save_trainer_state`)."""
+    ``config`` fields, e.g. name and classes), then the trainer state (:func:`cvt_edu.train.checkpoint.save_trainer_state`).
+
+    A ``metrics.json`` already there is removed first: it describes a finished run, never the epoch
+    being saved, so a kill after this save cannot leave an old run's metrics beside this model.
+    """
+    (folder / METRICS).unlink(missing_ok=True)
     save_pretrained(course_model, folder, **config)
     save_trainer_state(folder, key=key, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, scaler=run.scaler,
                        progress=asdict(progress))

@@ -25,7 +25,7 @@ from torch import nn
 
 from .attention import SelfAttention
 from .layers import Classifier, Features, TransformerBlock, classifier_head, init_weights, run_stages
-from .patching import ConvTokenEmbedding
+from .patching import ConvTokenEmbedding, check_image
 from .projection import ConvQKV
 
 __all__ = ["CvTStageConfig", "CvTConfig", "CvTAttention", "CvTBlock", "CvTStage", "CvT"]
@@ -185,6 +185,8 @@ class CvT(Classifier):
 
     Raises:
         ValueError: on a wrong channel count, or images too small for the embeddings' kernels.
+        TypeError: for images that are not float tensors of the weights' dtype (uint8 pixels, float64), see
+            :func:`~cvt_edu.patching.check_image`.
     """
 
     def __init__(self, config: CvTConfig) -> None:
@@ -204,5 +206,6 @@ class CvT(Classifier):
                 nn.init.trunc_normal_(stage.cls_token, std=0.02)
 
     def forward_features(self, images: torch.Tensor) -> Features:
+        check_image(images, self.config.in_chans, dtype=self.stages[0].embed.proj.weight.dtype)
         maps, cls = run_stages(self.stages, images)
         return Features(maps=maps, cls=self.norm(cls[:, 0]))

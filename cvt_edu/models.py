@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from typing import Any, Callable
 
 from torch import nn
@@ -20,6 +20,8 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "swin": (Swin, SwinConfig),
     "pvt": (PVT, PVTConfig),
 }
+# The per-stage config of the architectures whose config holds ``stages`` (a list of dicts in config.json).
+STAGE_CONFIGS: dict[str, type] = {"cvt": CvTStageConfig, "swin": SwinStageConfig, "pvt": PVTStageConfig}
 
 
 def _vit(**kw: Any) -> tuple[str, ViTConfig]:
@@ -147,13 +149,39 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 def model_from_config(arch: str, config: dict[str, Any]) -> nn.Module:
     """Rebuild a model from its architecture name and config dict, as saved in ``config.json``.
 
+    The keys are checked against the config class (and, for CvT, Swin and PVT, every stage against the
+    stage config class) before anything is built, so a misspelt or missing setting is one line.
+
     Raises:
-        ValueError: for an unknown architecture.
+        ValueError: for an unknown architecture (listing the known ones), a config or stage that is not a
+            dict, unknown keys or missing required keys (naming them and listing the accepted ones), or a
+            setting the model's constructor refuses.
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
     cls, config_cls = ARCHITECTURES[arch]
+    _check_keys(config, config_cls, f"a {arch} model_config")
+    if arch in STAGE_CONFIGS:
+        stages = config["stages"]
+        if not isinstance(stages, (list, tuple)) or not stages:
+            raise ValueError(f"a {arch} model_config needs 'stages', a non-empty list of dicts; got {stages!r}")
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, STAGE_CONFIGS[arch]):
+                _check_keys(stage, STAGE_CONFIGS[arch], f"stage {i + 1} of a {arch} model_config")
     return cls(config_cls(**config))
+
+
+def _check_keys(config: Any, config_cls: type, what: str) -> None:
+    """Raise one ValueError if ``config`` is not a dict of ``config_cls``'s fields with every required one."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{what} must be a dict of settings, got {type(config).__name__} {config!r}")
+    accepted = [f.name for f in fields(config_cls)]
+    required = [f.name for f in fields(config_cls) if f.default is MISSING and f.default_factory is MISSING]
+    unknown = [k for k in config if k not in accepted]
+    missing = [k for k in required if k not in config]
+    if unknown or missing:
+        problems = ([f"has unknown keys {unknown}"] if unknown else []) + ([f"lacks the required keys {missing}"] if missing else [])
+        raise ValueError(f"{what} {' and '.join(problems)}; accepted keys: {', '.join(accepted)}")
 
 
 def arch_of(model: nn.Module) -> str:

@@ -28,19 +28,47 @@ __all__ = [
 ]
 
 
-def check_image(x: torch.Tensor, in_chans: int, multiple_of: int = 1, what: str = "patch size") -> None:
+_AUTOCAST_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def check_image(
+    x: torch.Tensor, in_chans: int, multiple_of: int = 1, what: str = "patch size", *, dtype: torch.dtype | None = None
+) -> None:
     """Check that ``x`` is a batch of images a model can read.
+
+    A model calls it first in ``forward_features``, so a wrong input is one clear error instead of a
+    traceback from inside a convolution. It compares a dtype, a rank and a size: nothing measurable,
+    and ``torch.compile`` turns it into guards.
 
     Args:
         x: images, shape (B, C, H, W).
         in_chans: the channel count C the model expects.
         multiple_of: H and W must be multiples of this (for example the patch size P).
         what: the name of ``multiple_of`` used in the error message.
+        dtype: the dtype of the model's weights; when given, ``x`` must have it, or be float16 or
+            bfloat16 under ``torch.autocast`` (which computes in those; under autocast a float32 input
+            is the weights' dtype anyway).
 
     Raises:
+        TypeError: if ``dtype`` is given and ``x`` is not a tensor, holds integers (uint8 pixels: the
+            message says to normalise them first, with :func:`cvt_edu.train.data.eval_transform`), or
+            has another floating dtype (float64 into float32 weights).
         ValueError: if ``x`` is not 4-D, has another channel count, or a side that
             ``multiple_of`` does not divide; the message names what was expected and what came.
     """
+    if dtype is not None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a tensor of images (B, {in_chans}, H, W), got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"expected a float tensor of normalised images (B, {in_chans}, H, W), got {x.dtype} of shape {tuple(x.shape)}; "
+                f"pixels must be converted and normalised first, as evaluation does with cvt_edu.train.data.eval_transform()"
+            )
+        if x.dtype != dtype and not (x.dtype in _AUTOCAST_DTYPES and torch.is_autocast_enabled(x.device.type)):
+            raise TypeError(
+                f"expected a {dtype} tensor of images (B, {in_chans}, H, W), the dtype of the model's weights "
+                f"(or float16/bfloat16 under torch.autocast), got {x.dtype} of shape {tuple(x.shape)}; use images.to({dtype})"
+            )
     if x.ndim != 4:
         raise ValueError(f"expected images of shape (B, C, H, W), got a tensor of shape {tuple(x.shape)}")
     if x.shape[1] != in_chans:

@@ -204,6 +204,8 @@ class PVT(Classifier):
     Raises:
         ValueError: on a wrong channel count, a size the patches do not divide, or another
             size than ``config.image_size`` (the positional embeddings are learned for it).
+        TypeError: for images that are not float tensors of the weights' dtype (uint8 pixels, float64), see
+            :func:`~cvt_edu.patching.check_image`.
     """
 
     def __init__(self, config: PVTConfig) -> None:
@@ -230,7 +232,8 @@ class PVT(Classifier):
 
     def forward_features(self, images: torch.Tensor) -> Features:
         c = self.config
-        check_image(images, c.in_chans, math.prod(s.patch_size for s in c.stages), "product of the patch sizes")
+        check_image(images, c.in_chans, math.prod(s.patch_size for s in c.stages), "product of the patch sizes",
+                    dtype=self.stages[0].embed.proj.weight.dtype)
         check_learned_size(images, c.image_size)
         maps, cls = run_stages(self.stages, images)
         return Features(maps=maps, cls=self.norm(cls[:, 0]))

@@ -270,6 +270,8 @@ class Swin(Classifier):
         ValueError: on a wrong channel count; on a size the patch does not divide; or when a
             stage's token map is odd before merging or not divisible by its window (no padding
             here), naming H, W, the stage, its map and the window size.
+        TypeError: for images that are not float tensors of the weights' dtype (uint8 pixels, float64), see
+            :func:`~cvt_edu.patching.check_image`.
     """
 
     def __init__(self, config: SwinConfig) -> None:
@@ -325,7 +327,7 @@ class Swin(Classifier):
 
     def forward_features(self, images: torch.Tensor) -> Features:
         c = self.config
-        check_image(images, c.in_chans, c.patch_size)
+        check_image(images, c.in_chans, c.patch_size, dtype=self.patch_embed.proj.weight.dtype)
         self.check_size(*images.shape[-2:])
         tokens, (h, w) = self.patch_embed(images)
         maps, _ = run_stages(self.stages, rearrange(self.pos_drop(tokens), "b (h w) c -> b c h w", h=h, w=w))

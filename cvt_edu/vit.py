@@ -100,6 +100,8 @@ class ViT(Classifier):
 
     Raises:
         ValueError: if the images have another size or channel count than the config says.
+        TypeError: for images that are not float tensors of the weights' dtype (uint8 pixels, float64), see
+            :func:`~cvt_edu.patching.check_image`.
     """
 
     def __init__(self, config: ViTConfig) -> None:
@@ -121,7 +123,7 @@ class ViT(Classifier):
 
     def forward_features(self, images: torch.Tensor) -> Features:
         c = self.config
-        check_image(images, c.in_chans, c.patch_size)
+        check_image(images, c.in_chans, c.patch_size, dtype=self.patch_embed.proj.weight.dtype)
         check_learned_size(images, c.image_size)
         x = self.patch_embed(images)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)

@@ -17,18 +17,16 @@ The weights are then loaded with ``strict=True``, so a tensor left out or left o
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from ..cvt import CvT
-from ..train.checkpoint import load_checkpoint
+from ..train.checkpoint import load_checkpoint, read_json_object, read_weights
 from ..vit import ViT
 from .common import _hf_label_names, _keep_batch_counters, _numbered
 from .cvt import HF_CVT_KEYS, cvt_config_from_hf
@@ -43,6 +41,9 @@ SUPPORTED_MODEL_TYPES = ("cvt", "vit", "swin", "pvt")
 
 # A Hub id is "owner/name"; anything else (or an existing folder) is a local path.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# A URL (http://..., https://..., hf://...) is neither; a Hub page's URL holds the id after the host.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_HUB_URL = re.compile(r"^https?://(?:www\.)?(?:huggingface\.co|hf\.co)/(?!datasets/|spaces/)([A-Za-z0-9][\w.-]*/[\w.-]+)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,22 +75,30 @@ def load_pretrained(name_or_path: str | os.PathLike) -> tuple[nn.Module, list[st
     Raises:
         FileNotFoundError: if there is no such folder (and no such Hub repository), or the
             folder lacks ``config.json`` or the weights; the message names the path.
-        ValueError: if ``model_type`` is not one of :data:`SUPPORTED_MODEL_TYPES` (the message
-            lists them), or the config uses a feature ``cvt_edu`` does not implement, or the
-            weights hold tensors the model has no place for.
+        ValueError: if ``name_or_path`` is a URL (a Hub id or a folder is expected; for a Hub page's
+            URL the message gives its id); if ``config.json`` is not a JSON object or the weights file is
+            truncated or corrupt (naming the file); if ``model_type`` is not one of
+            :data:`SUPPORTED_MODEL_TYPES` (the message lists them), or the config uses a feature
+            ``cvt_edu`` does not implement, or the weights hold tensors the model has no place for; and
+            for a ``cvt_edu`` checkpoint, whatever :func:`cvt_edu.train.checkpoint.load_checkpoint` refuses.
         RuntimeError: from ``load_state_dict`` if a tensor is missing or has the wrong shape.
     """
     folder = _resolve(name_or_path)
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise FileNotFoundError(f"{folder} has no config.json, so it is not a model folder")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = read_json_object(config_path)
 
     if "arch" in config:  # written by cvt_edu.save_pretrained
         model, saved = load_checkpoint(folder)
         return model, list(saved.get("classes") or _numbered(model.config.num_classes))
 
     model_type = config.get("model_type")
+    if "model_type" not in config:
+        raise ValueError(
+            f"{config_path}: has neither 'arch' (a cvt_edu checkpoint) nor 'model_type' (a transformers model); "
+            f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
             f"{config_path}: model_type {model_type!r} is not supported; "
@@ -128,7 +137,18 @@ def model_from_hf(config: dict[str, Any], state: dict[str, torch.Tensor]) -> nn.
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
-    """A local folder as is; a Hub id (``owner/name``) that is not a local folder is downloaded."""
+    """A local folder as is; a Hub id (``owner/name``) that is not a local folder is downloaded.
+
+    Raises:
+        ValueError: for a URL, which ``Path`` would silently turn into a wrong folder name (``https:/...``).
+        FileNotFoundError: for a file, a missing folder, or a Hub id that cannot be downloaded.
+    """
+    if isinstance(name_or_path, str) and _URL.match(name_or_path):
+        hub = _HUB_URL.match(name_or_path)
+        hint = f"; for this model pass its Hub name {hub.group(1)!r}" if hub else ""
+        raise ValueError(
+            f"expected a Hugging Face Hub name such as 'microsoft/cvt-13' or a local folder, got the URL {name_or_path!r}{hint}"
+        )
     path = Path(name_or_path)
     if path.is_dir():
         return path
@@ -157,9 +177,10 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
     Raises:
         FileNotFoundError: if neither file is there (sharded checkpoints are not supported).
+        ValueError: if ``model.safetensors`` is truncated or corrupt, naming it.
     """
     if (folder / "model.safetensors").is_file():
-        return load_file(str(folder / "model.safetensors"))
+        return read_weights(folder / "model.safetensors")
     if (folder / "pytorch_model.bin").is_file():
         return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
     raise FileNotFoundError(f"{folder} has config.json but no weights: expected model.safetensors or pytorch_model.bin")

@@ -24,16 +24,18 @@ import json
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..models import arch_of, config_to_dict, model_from_config
+from ..models import ARCHITECTURES, arch_of, config_to_dict, model_from_config
 from ..pretrained.renaming import Rule, rename_state_dict
 from .env import rng_state
 
@@ -43,6 +45,9 @@ __all__ = [
     "write_json",
     "save_pretrained",
     "load_checkpoint",
+    "read_json_object",
+    "read_weights",
+    "check_weights",
     "migrate_config",
     "migrate_state_dict",
     "CheckpointError",
@@ -78,6 +83,8 @@ _V1_STAGE_SHARED = {
 }
 
 TRAINER_STATE = "trainer_state.pt"
+# What save_trainer_state writes and resuming reads.
+TRAINER_STATE_KEYS = frozenset({"key", "model", "optimizer", "scheduler", "scaler", "state", "rng"})
 
 
 class CheckpointError(FileNotFoundError):
@@ -175,11 +182,19 @@ def migrate_config(arch: str, model_config: dict[str, Any]) -> dict[str, Any]:
     ViT and CvT configs did not change.
 
     Raises:
-        ValueError: if the per-stage lists of a version 1 config differ in length.
+        ValueError: if ``model_config`` is not a dict, or a version 1 config lacks ``depths``, holds a
+            per-stage setting that is not a list, or lists of different lengths (naming them).
     """
+    if not isinstance(model_config, dict):
+        raise ValueError(f"a {arch} model_config must be a dict of settings, got {type(model_config).__name__}")
     config = dict(model_config)
     if arch not in _V1_STAGE_LISTS or "stages" in config:
         return config
+    if "depths" not in config:
+        raise ValueError(f"a {arch} model_config needs 'stages' (or, written before cvt_edu 0.2, 'depths'); it has neither")
+    not_lists = [old for old in _V1_STAGE_LISTS[arch] if old in config and not isinstance(config[old], list)]
+    if not_lists:
+        raise ValueError(f"a version 1 {arch} config holds one list per stage setting; {not_lists} are not lists")
     lists = {new: list(config.pop(old)) for old, new in _V1_STAGE_LISTS[arch].items() if old in config}
     lengths = {name: len(values) for name, values in lists.items()}
     if len(set(lengths.values())) != 1:
@@ -193,8 +208,83 @@ def migrate_config(arch: str, model_config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "stages": stages}
 
 
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "true/false", type(None): "null"}
+
+
+def read_json_object(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object (a dict) in ``path``, such as a ``config.json``.
+
+    Raises:
+        ValueError: if the file is not UTF-8 text, not valid JSON (giving the error's line and column), or
+            valid JSON but not an object; the message names the file.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: expected a JSON object, but the file is not UTF-8 text (byte {e.start} is not)") from e
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: expected a JSON object, but it is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object {{...}}, got a JSON {_JSON_TYPES.get(type(data), type(data).__name__)}")
+    return data
+
+
+def read_weights(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file (name -> tensor), on ``device``.
+
+    Raises:
+        ValueError: if the file is truncated or is not a safetensors file at all, naming the file.
+    """
+    try:
+        return load_file(str(path), device=str(device))
+    except SafetensorError as e:
+        raise ValueError(f"{path}: expected a safetensors file of weights, but it is truncated or corrupt ({e})") from e
+
+
+def check_weights(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike, what: str) -> None:
+    """Check that ``state`` holds exactly the tensors ``model`` has, with the same shapes, before loading it.
+
+    ``load_state_dict`` would list every stray name (hundreds when the weights are another model's);
+    this says it in one line: counts, and the first three names of each kind.
+
+    Args:
+        model: the model the weights are for.
+        state: name -> tensor, as read from ``path``.
+        path: the weights file, for the message.
+        what: the model, for the message (``"a cvt model as config.json describes it"``).
+
+    Raises:
+        ValueError: if names are missing or left over, or a tensor has another shape than the model's.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: expected the {len(expected)} weights of {what}, but the file's {len(state)} weights do not match: "
+            f"{len(missing)} missing{_first(missing)}, {len(unexpected)} unexpected{_first(unexpected)}; "
+            f"the weights and {CONFIG} come from different models"
+        )
+    wrong = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in expected.items() if state[k].shape != v.shape]
+    if wrong:
+        name, got, want = wrong[0]
+        raise ValueError(
+            f"{path}: {len(wrong)} of the {len(expected)} weights have another shape than in {what}, for example "
+            f"{name}: {got} in the file, {want} in the model; the weights and {CONFIG} come from different models"
+        )
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    return f" ({', '.join(names[:n])}{', ...' if len(names) > n else ''})" if names else ""
+
+
 def load_checkpoint(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Load a model saved by :func:`save_pretrained`, today or before the redesign (no ``format_version``).
+
+    Everything is checked before the weights go into the model, and every problem is one line naming
+    the file: ``config.json`` must be a JSON object with a known ``arch`` and a ``model_config`` of that
+    architecture's settings; ``model.safetensors`` must be whole and hold exactly that model's weights.
+    Nothing in the folder is changed.
 
     Returns:
         The model in eval mode, and the contents of ``config.json``; for a version 1 checkpoint
@@ -202,23 +292,41 @@ def load_checkpoint(folder: str | os.PathLike, map_location: str | torch.device 
 
     Raises:
         CheckpointError: if either file is missing, naming the folder.
-        ValueError: if ``config.json`` has a ``format_version`` newer than :data:`FORMAT_VERSION`.
+        ValueError: if ``config.json`` is not a JSON object, has a ``format_version`` newer than
+            :data:`FORMAT_VERSION`, no or an unknown ``arch`` (listing the known ones), or a ``model_config``
+            with unknown or missing keys (naming them); if ``model.safetensors`` is truncated or corrupt, or
+            its weights are not the ones that model has (counting the missing and unexpected names).
     """
     folder = Path(folder)
     missing = [name for name in (WEIGHTS, CONFIG) if not (folder / name).is_file()]
     if missing:
         raise CheckpointError(f"{folder} is not a cvt_edu checkpoint: missing {', '.join(missing)}")
-    config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    config_path, weights_path = folder / CONFIG, folder / WEIGHTS
+    config = read_json_object(config_path)
     version = config.get("format_version", 1)
+    if type(version) is not int or version < 1:
+        raise ValueError(f"{config_path}: expected format_version to be a whole number from 1 to {FORMAT_VERSION}, got {version!r}")
     if version > FORMAT_VERSION:
         raise ValueError(
-            f"{folder / CONFIG}: format_version {version} is newer than this cvt_edu reads ({FORMAT_VERSION}); update cvt_edu"
+            f"{config_path}: format_version {version} is newer than this cvt_edu reads ({FORMAT_VERSION}); update cvt_edu"
         )
-    state = load_file(str(folder / WEIGHTS), device=str(map_location))
+    arch = config.get("arch")
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        got = "has no 'arch'" if "arch" not in config else f"has arch {arch!r}, which is not a cvt_edu architecture"
+        raise ValueError(f"{config_path}: {got}; expected one of {', '.join(sorted(ARCHITECTURES))}")
+    if not isinstance(config.get("model_config"), dict):
+        raise ValueError(f"{config_path}: expected 'model_config', a JSON object of the {arch} model's settings, "
+                         f"got {config.get('model_config')!r}")
+    try:
+        model_config = migrate_config(arch, config["model_config"]) if version < FORMAT_VERSION else config["model_config"]
+        model = model_from_config(arch, model_config)
+    except (TypeError, ValueError) as e:  # a setting the model refuses, such as a string where a number goes
+        raise ValueError(f"{config_path}: cannot build the {arch} model it describes: {e}") from e
+    state = read_weights(weights_path, map_location)
     if version < FORMAT_VERSION:
-        config = {**config, "format_version": FORMAT_VERSION, "model_config": migrate_config(config["arch"], config["model_config"])}
+        config = {**config, "format_version": FORMAT_VERSION, "model_config": model_config}
         state = migrate_state_dict(state)
-    model = model_from_config(config["arch"], config["model_config"])
+    check_weights(model, state, weights_path, f"a {arch} model as {CONFIG} describes it")
     model.load_state_dict(state)
     return model.eval(), config
 
@@ -266,16 +374,29 @@ def load_trainer_state(folder: str | os.PathLike) -> dict[str, Any] | None:
     The file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only.
 
     Raises:
-        ValueError: if the file holds any other object (it is not unpickled, so nothing in it runs).
+        ValueError: if the file holds any other object (it is not unpickled, so nothing in it runs), is
+            truncated or corrupt (not a whole zip archive, as ``torch.save`` writes), or is not the dict of
+            :data:`TRAINER_STATE_KEYS`; the message names the file. The file is left as it is.
     """
     path = Path(folder) / TRAINER_STATE
     if not path.is_file():
         return None
+    corrupt = f"{path}: expected a trainer state written by cvt_edu, but the file is truncated or corrupt"
+    advice = "; delete it to train from scratch"
+    if not zipfile.is_zipfile(path):  # a truncated file has lost the archive's directory, at its end
+        raise ValueError(f"{corrupt} ({path.stat().st_size} bytes, not a whole zip archive as torch.save writes){advice}")
     # weights_only: tensors, numbers, strings and containers only; a planted object is refused, never run
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{path}: expected a trainer state of tensors and numbers, but it holds other objects, which are never "
             f"unpickled (written by another program, or by cvt_edu before 0.2); delete it to train from scratch"
         ) from e
+    except (RuntimeError, EOFError) as e:  # damaged inside the archive
+        raise ValueError(f"{corrupt} ({str(e).splitlines()[0] if str(e) else type(e).__name__}){advice}") from e
+    lacking = sorted(TRAINER_STATE_KEYS - set(saved)) if isinstance(saved, dict) else sorted(TRAINER_STATE_KEYS)
+    if lacking:
+        raise ValueError(f"{path}: expected a trainer state with {', '.join(sorted(TRAINER_STATE_KEYS))}, but it lacks "
+                         f"{', '.join(lacking)} (written by another program?); delete it to train from scratch")
+    return saved

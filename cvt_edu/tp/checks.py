@@ -33,7 +33,7 @@ from . import stubs
 from .questions import QUESTIONS, Question
 from .text import LANGUAGES, t
 
-__all__ = ["check", "run_case", "compare", "describe", "describe_inputs"]
+__all__ = ["check", "run_case", "compare", "describe", "describe_inputs", "error_line"]
 
 _ROOT = str(Path(__file__).resolve().parents[1]) + os.sep  # .../cvt_edu/
 _ALLOWED = tuple(_ROOT + k for k in stubs.KEEP)  # cvt_edu's parts an answer may call
@@ -94,11 +94,10 @@ def _clone(x: Any) -> Any:
     return x
 
 
-def _error_line(e: BaseException, fn: Any) -> str:
-    """``Type: first line of the message`` and, where the traceback reaches the function's file, ``(line N)``."""
+def error_line(e: BaseException, file: str | None) -> str:
+    """``Type: first line of the message`` and, where the traceback reaches ``file`` (the answer's), ``(line N)``."""
     message = str(e).strip().splitlines()[0] if str(e).strip() else ""
     text = f"{type(e).__name__}: {message}" if message else type(e).__name__
-    file = getattr(getattr(fn, "__code__", None), "co_filename", None)
     lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == file]
     return (text[:300] + (f" (line {lines[-1]})" if lines else "")).replace("\n", " ")
 
@@ -123,7 +122,7 @@ def run_case(q: Question, fn: Any, args: tuple, expected: Any) -> dict | None:
     except (Exception, SystemExit) as e:  # noqa: BLE001 - any error of the student's code is reported, in one line
         if stubs.CALLS or found:
             return {"key": "ready_made", "name": (stubs.CALLS or found)[0]}
-        return {"key": "raised", "error": _error_line(e, fn)}
+        return {"key": "raised", "error": error_line(e, getattr(getattr(fn, "__code__", None), "co_filename", None))}
     finally:
         sys.setprofile(previous)
     if stubs.CALLS or found or trace.op:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from cvt_edu import windows
 from cvt_edu.cli import main
 from cvt_edu.tp import TPS, check
 from cvt_edu.tp.questions import QUESTIONS
@@ -142,12 +143,17 @@ WRONG = [
      "uses a ready-made implementation: torch.nn.functional.scaled_dot_product_attention"),
     ("multi_head_attention", _heads_split_wrong, "b n (h d) -> b h n d"),
     ("encoder_block", _post_norm_block, "pre-norm"),
+    ("multi_head_attention", lambda x, qw, qb, pw, pb, h: torch.nn.MultiheadAttention(x.shape[-1], h, batch_first=True)(x, x, x)[0],
+     "uses a ready-made implementation: torch.nn.MultiheadAttention"),
+    ("encoder_block", lambda x, params, h: torch.nn.TransformerEncoderLayer(x.shape[-1], h, norm_first=True, batch_first=True)(x),
+     "uses a ready-made implementation: torch.nn.TransformerEncoderLayer"),
     ("token_map_size", _map_size_rounded_up, "expected 56, got 57"),
     ("token_map_size", lambda size, kernel, stride, padding: (size + 2 * padding - kernel) / stride + 1, "expected an int, got float"),
     ("conv_token_embedding", _embedding_channels_last, "output [0]: expected shape (2, 16, 8), got (2, 8, 16)"),
     ("conv_projection", _batch_norm_in_training_mode, "BatchNorm in eval mode"),
     ("conv_projection_with_cls", _cls_dropped, "expected shape (2, 17, 8), got (2, 16, 8)"),
     ("window_partition", _windows_column_major, "windows of each image, row-major"),
+    ("window_partition", windows.window_partition, "uses a ready-made implementation: cvt_edu.windows.window_partition"),
     ("window_reverse", _reverse_height_width_swapped, "expected shape (1, 6, 4, 2), got (1, 4, 6, 2)"),
     ("cyclic_shift", _shift_the_wrong_way, "torch.roll by -shift"),
     ("shifted_window_mask", _mask_without_the_shift, "entries differ"),
@@ -287,14 +293,17 @@ def test_grade_end_to_end(tmp_path, capsys):
 def test_grade_refuses_a_missing_submission_before_running_or_writing_anything(tmp_path, capsys):
     right = notebook(tmp_path / "ana.ipynb", [("patchify", solution("patchify"))])
     out = tmp_path / "grades.csv"
+    out.write_text("last week's grades")
     code = main(["grade", "--tp", "1", str(right), str(tmp_path / "missing.ipynb"), "--out", str(out)])
     assert code == 2
     assert capsys.readouterr().err.strip() == f"cvt-edu grade: error: no submission {tmp_path / 'missing.ipynb'}"
-    assert not out.exists() and not (tmp_path / "grades").exists()
+    assert out.read_text() == "last week's grades" and not (tmp_path / "grades").exists()
 
     (tmp_path / "empty").mkdir()
     assert main(["grade", "--tp", "1", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "no .ipynb file in the folder" in capsys.readouterr().err
     assert main(["grade", "--tp", "1", str(right), "--out", str(out), "--time-limit", "0"]) == 2
     assert "expected a time limit > 0 seconds, got 0.0" in capsys.readouterr().err
-    assert not out.exists()
+    assert main(["grade", "--tp", "1", str(right), "--out", str(tmp_path / "grades")]) == 2
+    assert "expected --out to name a .csv file" in capsys.readouterr().err
+    assert out.read_text() == "last week's grades" and sorted(p.name for p in tmp_path.iterdir()) == ["ana.ipynb", "empty", "grades.csv"]

@@ -38,7 +38,9 @@ __all__ = ["check", "run_case", "compare", "describe", "describe_inputs", "error
 _ROOT = str(Path(__file__).resolve().parents[1]) + os.sep  # .../cvt_edu/
 _ALLOWED = tuple(_ROOT + k for k in stubs.KEEP)  # cvt_edu's parts an answer may call
 _OTHERS = tuple(f"{os.sep}{p}{os.sep}" for p in stubs.THIRD_PARTY)
+# (module, qualname prefix, the name to report): torch's own attention and transformer layers
 _TORCH_READY_MADE = (("torch.nn.modules.activation", "MultiheadAttention", "torch.nn.MultiheadAttention"),
+                     ("torch.nn.modules.transformer", "Transformer", "torch.nn.Transformer"),
                      ("torch.nn.functional", "multi_head_attention_forward", "torch.nn.functional.multi_head_attention_forward"))
 _OP_NAMES = {"scaled_dot_product": "torch.nn.functional.scaled_dot_product_attention", "softmax": "torch.softmax"}
 
@@ -77,7 +79,7 @@ def _ready_made_caller():
                 found.append(f"{module}.{qualname}")
             for mod, prefix, name in _TORCH_READY_MADE:
                 if module == mod and qualname.startswith(prefix):
-                    found.append(name)
+                    found.append(name if prefix != "Transformer" else f"torch.nn.{qualname.split('.')[0]}")
         elif event == "c_call" and getattr(arg, "__name__", "") == "scaled_dot_product_attention":
             found.append("torch.nn.functional.scaled_dot_product_attention")
 

@@ -184,7 +184,8 @@ def grade(tp: int, submissions: list[str | os.PathLike], out: str | os.PathLike,
         "problems": [text]}``.
 
     Raises:
-        ValueError: for an unknown TP or language, a time limit that is not positive, or no submissions.
+        ValueError: for an unknown TP or language, a time limit that is not positive, an ``out`` that is not a
+            ``.csv`` file, or no submissions.
         FileNotFoundError: for a submission that does not exist (nothing is run or written).
     """
     if tp not in TPS:
@@ -193,6 +194,8 @@ def grade(tp: int, submissions: list[str | os.PathLike], out: str | os.PathLike,
         raise ValueError(f"unknown language {lang!r}; expected one of {list(LANGUAGES)}")
     if not time_limit > 0:
         raise ValueError(f"expected a time limit > 0 seconds, got {time_limit}")
+    if Path(out).suffix.lower() != ".csv":
+        raise ValueError(f"expected --out to name a .csv file (the feedback goes to the folder of its stem), got {out}")
     files = find_submissions(submissions)
     a, out = TPS[tp], Path(out)
     seed = secrets.randbelow(2**31) if seed is None else seed

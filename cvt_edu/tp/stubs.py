@@ -3,8 +3,8 @@
 The grader's child process (:mod:`cvt_edu.tp.child`) first computes the expected outputs with the course's
 modules, then calls :func:`install`, which replaces
 
-- ``torch.nn.functional.scaled_dot_product_attention``, ``torch.nn.functional.multi_head_attention_forward``
-  and ``torch.nn.MultiheadAttention``;
+- ``torch.nn.functional.scaled_dot_product_attention``, ``torch.nn.functional.multi_head_attention_forward``,
+  ``torch.nn.MultiheadAttention`` and ``torch.nn``'s transformer layers;
 - every function and class of ``cvt_edu``'s concept modules and models (all but :mod:`cvt_edu.course`,
   :mod:`cvt_edu.train` and this package), in the modules already imported, in ``sys.modules`` and behind
   ``cvt_edu``'s lazy attributes;
@@ -108,6 +108,8 @@ def install() -> None:
         (torch.nn, "MultiheadAttention", "torch.nn.MultiheadAttention"),
         (torch.nn.modules, "MultiheadAttention", "torch.nn.MultiheadAttention"),
         (torch.nn.modules.activation, "MultiheadAttention", "torch.nn.MultiheadAttention"),
+        *((torch.nn, n, f"torch.nn.{n}") for n in ("Transformer", "TransformerEncoder", "TransformerEncoderLayer",
+                                                    "TransformerDecoder", "TransformerDecoderLayer")),
     ):
         setattr(owner, attr, stub(name))
 

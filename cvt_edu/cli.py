@@ -1,4 +1,4 @@
-"""Command line: ``python -m cvt_edu train|compare|evaluate|bench|cost`` (also installed as ``cvt-edu``).
+"""Command line: ``python -m cvt_edu train|compare|evaluate|bench|cost|grade`` (also installed as ``cvt-edu``).
 
 Only the chosen command's arguments are built, and each command imports what it needs when it
 runs: ``cvt-edu --help`` lists the commands without loading PyTorch.
@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict, fields
+from pathlib import Path
 
 COMMANDS = {
     "train": "train one model; writes metrics.json, model.safetensors, config.json, curves.png",
@@ -18,6 +19,7 @@ COMMANDS = {
     "bench": "speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights; "
     "with --train, training throughput and MFU of the tiny models",
     "cost": "time, peak memory and FLOPs of ViT, CvT, Swin and PVT against resolution; writes cost.md, cost.json, cost.png",
+    "grade": "grade TP notebooks (each in a fresh process, on hidden cases); writes grades.csv and one feedback file each",
 }
 
 
@@ -135,7 +137,32 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     _add_data(p)
 
 
-ARGUMENTS = {"train": _add_train, "compare": _add_compare, "evaluate": _add_evaluate, "bench": _add_bench, "cost": _add_cost}
+def _add_grade(p: argparse.ArgumentParser) -> None:
+    from .tp.assignments import TPS
+
+    p.add_argument("--tp", type=int, required=True, choices=sorted(TPS), help="which TP: " + ", ".join(f"{n} {a.name}" for n, a in TPS.items()))
+    p.add_argument("submissions", nargs="+", help="student notebooks (.ipynb) or folders of them")
+    p.add_argument("--out", required=True, help="the CSV to write; feedback files go to the folder of the same stem beside it")
+    p.add_argument("--time-limit", type=float, default=120.0, help="seconds each submission's code may run (default 120)")
+    p.add_argument("--quick", action="store_true", help="two hidden cases per question instead of all")
+    p.add_argument("--seed", type=int, default=None, help="seed of the hidden cases (default: drawn now, written in the feedback)")
+    p.add_argument("--lang", choices=["pt", "es", "en"], default="pt",
+                   help="feedback language where the notebook does not say (metadata cvt_edu.lang, folder pt/ or es/)")
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .tp.assignments import TPS
+    from .tp.grader import grade
+
+    rows = grade(args.tp, args.submissions, args.out, time_limit=args.time_limit, quick=args.quick, seed=args.seed, lang=args.lang)
+    for row in rows:
+        print(f"{row['file']}: {sum(row['points'].values()):g} / {TPS[args.tp].max_points:g}")
+    print(f"wrote {args.out} and {len(rows)} feedback files in {Path(rows[0]['feedback']).parent}")
+    return 0
+
+
+ARGUMENTS = {"train": _add_train, "compare": _add_compare, "evaluate": _add_evaluate, "bench": _add_bench, "cost": _add_cost,
+             "grade": _add_grade}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -223,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "cost":
             return _cost(args)
+        if args.command == "grade":
+            return _grade(args)
         from .lab.compare import compare, train_model
         from .train.data import load_data
         from .train.run import check_run_folder

@@ -66,7 +66,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_each_command_documents_its_arguments(command, capsys):
     code, out, _ = run(capsys, command, "--help")
     assert code == 0 and f"usage: cvt-edu {command}" in out
-    assert {"train": "--epochs", "compare": "--models", "evaluate": "--checkpoint", "bench": "--train", "cost": "--resolutions"}[
+    assert {"train": "--epochs", "compare": "--models", "evaluate": "--checkpoint", "bench": "--train", "cost": "--resolutions",
+             "grade": "--time-limit"}[
         command
     ] in out
 

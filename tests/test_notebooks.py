@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PT = sorted((ROOT / "notebooks" / "pt").glob("*.ipynb"))
-ES = sorted((ROOT / "notebooks" / "es").glob("*.ipynb"))
+CHAPTER = "[0-9][0-9]_*.ipynb"  # the chapters; the practical assignments tp*.ipynb: tests/test_tp_notebooks.py
+PT = sorted((ROOT / "notebooks" / "pt").glob(CHAPTER))
+ES = sorted((ROOT / "notebooks" / "es").glob(CHAPTER))
 
 
 def code_cells(path: Path) -> list[str]:

@@ -22,7 +22,7 @@ from cvt_edu.course.i18n import LANG_ENV
 from cvt_edu.course.quiz import chapters, load_quiz, precision_needed, sanitize, show_quiz, validate_quiz
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks" / "pt").glob("*.ipynb"))
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks" / "pt").glob("[0-9][0-9]_*.ipynb"))  # chapters, not the TPs
 QUIZZES = [(lang, chapter) for lang in ("pt", "es") for chapter in NOTEBOOKS]
 
 ATTACKS = {

@@ -20,9 +20,9 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -v -n auto --dist loadfile
 
-## Build the rendered course into _build/html.
+## Build the rendered course into _build/html: one build per language (pt/, es/) and a landing page (index.html).
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	$(BIN)/python book/build_site.py --output _build
 
 ## Train vit-tiny and cvt-tiny under one budget; data from $$CVT_EDU_DATA (or a CIFAR-10 download).
 compare: $(STAMP)

@@ -44,7 +44,7 @@ def grade_cells(job: dict, ready: Path | None = None) -> dict:
 
     from . import stubs, text
     from .assignments import TPS
-    from .checks import describe, describe_inputs, error_line, run_case
+    from .checks import describe, describe_inputs, error_line, run_case, warm_up
     from .questions import QUESTIONS
 
     lang = job["lang"]
@@ -55,6 +55,7 @@ def grade_cells(job: dict, ready: Path | None = None) -> dict:
         for name in assignment.questions:
             q = QUESTIONS[name]
             hidden[name] = (q, [(args, q.reference(*args)) for args in q.cases(seed=job["seed"], quick=job["quick"])])
+    warm_up()
     stubs.install()
     if ready is not None:
         ready.touch()

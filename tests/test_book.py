@@ -69,10 +69,14 @@ def test_each_build_speaks_its_language(html, lang):
 def test_every_chapter_and_the_reference_pages_are_rendered_in_their_own_build(html):
     for lang in ("pt", "es"):
         pages = sorted(p.name for p in (html / lang / "notebooks" / lang).glob("*.html"))
-        assert len(pages) == 10, pages
+        assert len(pages) == 14, pages  # chapters 00-09 and the student versions of TP 1-4
         assert not (html / lang / "notebooks" / OTHER[lang]).exists(), "each build renders its language only"
     assert "Dosovitskiy" in (html / "pt" / "book" / "pt" / "referencias.html").read_text(encoding="utf-8")
     assert "Glosario" in (html / "es" / "book" / "es" / "glosario.html").read_text(encoding="utf-8")
+    assert "Guia do professor" in (html / "pt" / "book" / "pt" / "guia_do_professor.html").read_text(encoding="utf-8")
+    assert "Guía del docente" in (html / "es" / "book" / "es" / "guia_del_docente.html").read_text(encoding="utf-8")
+    tp = (html / "es" / "notebooks" / "es" / "tp2_cvt.html").read_text(encoding="utf-8")
+    assert "TP 2" in tp and "BEGIN SOLUTION" not in tp  # the student version, rendered
     assert not (html / "jupyter_execute").exists(), "myst-nb's working files stay outside the site"
 
 

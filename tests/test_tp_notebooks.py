@@ -1,8 +1,8 @@
 """The practical assignments (TPs): student versions made from the instructor versions, the same code in pt
 and es, no solution left in a student version, and every question of the contract answered once and checked once.
 
-The notebooks are not run here (nbval runs the student versions of notebooks/pt, whose check cells are
-expected to fail); the graded functions are checked by cvt_edu.tp's own tests.
+nbval runs the student versions of notebooks/pt (their check cells say "not implemented yet" without raising);
+here the real grader scores the instructor versions full and the student versions zero.
 """
 
 import ast
@@ -168,3 +168,31 @@ def test_the_contract_matches_the_grader():
     from cvt_edu import tp
 
     assert {n: (a.name, tuple(a.questions)) for n, a in tp.TPS.items()} == {n: (name, tuple(q)) for n, (name, q) in CONTRACT.items()}
+
+
+@pytest.mark.parametrize("tp", sorted(CONTRACT))
+def test_the_grader_gives_the_instructor_version_full_marks_and_the_student_version_none(tp, tmp_path):
+    """The shipped notebooks through the real grader (hidden cases, a child process each): the solutions score
+    every point, the untouched student version scores none and is told each function is not implemented yet."""
+    from cvt_edu.tp import TPS, grade
+
+    rows = grade(tp, [notebook_path(tp, "pt"), notebook_path(tp, "es", "notebooks")], tmp_path / "grades.csv",
+                 time_limit=60, quick=True, seed=11)
+    solved, untouched = rows
+    assert solved["problems"] == [] and sum(solved["points"].values()) == TPS[tp].max_points, solved
+    assert untouched["lang"] == "es" and sum(untouched["points"].values()) == 0, untouched
+    assert set(untouched["messages"]) == set(CONTRACT[tp][1])
+    assert all("todavía no implementada" in m for m in untouched["messages"].values()), untouched["messages"]
+
+
+# The chapters each TP builds on (the instructors' guide's table): their last cell links the TP.
+CHAPTERS_OF = {1: ("01", "02"), 2: ("03", "04"), 3: ("06",), 4: ("07", "08")}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_chapter_links_the_tp_that_practises_it(lang):
+    for tp, chapters in CHAPTERS_OF.items():
+        for number in chapters:
+            (path,) = (ROOT / "notebooks" / lang).glob(f"{number}_*.ipynb")
+            last = nbformat.read(path, as_version=4).cells[-1]
+            assert last.cell_type == "markdown" and f"]({CONTRACT[tp][0]}.ipynb)" in last.source, path.name

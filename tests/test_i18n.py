@@ -19,8 +19,10 @@ T_CALL = re.compile(r"""\bt\(\s*(["'])(\w+)\1""")  # t("key" ...) with a literal
 
 
 def code_texts() -> dict[str, str]:
-    """Source of every package module and of every notebook code cell (both languages), by name."""
-    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in sorted((ROOT / "cvt_edu").rglob("*.py"))}
+    """Source of every package module and of every notebook code cell (both languages), by name; cvt_edu/tp has
+    its own catalogue (cvt_edu/tp/strings), checked by test_the_tp_checks_ask_only_for_their_own_keys."""
+    texts = {str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in sorted((ROOT / "cvt_edu").rglob("*.py"))
+             if "tp" not in p.relative_to(ROOT / "cvt_edu").parts[:1]}
     for path in sorted((ROOT / "notebooks").glob("*/*.ipynb")):
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         texts[str(path.relative_to(ROOT))] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
@@ -44,6 +46,14 @@ def test_every_key_the_package_and_the_chapters_ask_for_exists():
     assert len(asked) > 100  # the scan finds the calls
     assert sorted(a for a in asked if a.split(": ")[1] not in keys) == []
     assert set(SHIFT_MODES) <= keys  # the shift figures name the modes with t(mode)
+
+
+def test_the_tp_checks_ask_only_for_their_own_keys():
+    keys = set(json.loads((ROOT / "cvt_edu" / "tp" / "strings" / "pt.json").read_text(encoding="utf-8")))
+    asked = {f"{p.name}: {m.group(2)}" for p in sorted((ROOT / "cvt_edu" / "tp").glob("*.py"))
+             for m in T_CALL.finditer(p.read_text(encoding="utf-8"))}
+    assert len(asked) > 10
+    assert sorted(a for a in asked if a.split(": ")[1] not in keys) == []
 
 
 def test_every_key_is_asked_for_somewhere():

@@ -1,4 +1,4 @@
-"""Command line: ``python -m cvt_edu train|compare|evaluate|bench|cost|grade`` (also installed as ``cvt-edu``).
+"""Command line: ``python -m cvt_edu train|compare|evaluate|bench|cost|grade|experiment`` (also installed as ``cvt-edu``).
 
 Only the chosen command's arguments are built, and each command imports what it needs when it
 runs: ``cvt-edu --help`` lists the commands without loading PyTorch.
@@ -20,6 +20,7 @@ COMMANDS = {
     "with --train, training throughput and MFU of the tiny models",
     "cost": "time, peak memory and FLOPs of ViT, CvT, Swin and PVT against resolution; writes cost.md, cost.json, cost.png",
     "grade": "grade TP notebooks (each in a fresh process, on hidden cases); writes grades.csv and one feedback file each",
+    "experiment": "run the main experiment's plan (what is missing, --jobs at a time) and export each run's results JSON",
 }
 
 
@@ -56,6 +57,9 @@ def _add_training(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     p.add_argument("--num-workers", type=int, default=d.num_workers, help="data-loader workers")
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images only")
+    p.add_argument("--validation", type=float, default=d.validation,
+                   help="hold out this fraction of the training images (stratified, fixed split seed) and evaluate on it; "
+                        "the test split is not used (default 0 = off; the protocol's choices use 0.2)")
     p.add_argument("--quick", action="store_true", default=None, help=f"smoke run: 1 epoch, 512 images (also ${QUICK_ENV}=1)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -150,6 +154,39 @@ def _add_grade(p: argparse.ArgumentParser) -> None:
                    help="feedback language where the notebook does not say (metadata cvt_edu.lang, folder pt/ or es/)")
 
 
+def _add_experiment(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", required=True, help="the runs folder: one folder per run (RUNS/headline/cvt-tiny/seed0) and its .log")
+    p.add_argument("--results", required=True, help="where the results files go (RESULTS/headline/cvt-tiny/seed0.json), e.g. results/main")
+    _add_data(p)
+    p.add_argument("--only", default=None, help="only the runs whose name matches this shell pattern, e.g. 'headline/*' or '*cvt-tiny*'")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per run (default 1)")
+    p.add_argument("--device", default=None, help="--device of every run (default: the best available)")
+    p.add_argument("--quick", action="store_true", help="smoke test: every run with --quick (1 epoch, 512 images)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, each run's estimated time and status, and run nothing")
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from .lab.experiment import run_experiment
+    from .lab.plan import main_plan
+    from .train.data import resolve_data_path
+
+    data = resolve_data_path(args.data)
+    if data is None:
+        raise ValueError("experiment: expected --data PATH (or $CVT_EDU_DATA), a local data folder every run reads")
+    if not data.is_dir():
+        raise FileNotFoundError(f"experiment: expected a data folder, got {data}, which is not one")
+    outcomes = run_experiment(main_plan(), args.runs, args.results, data, only=args.only, jobs=args.jobs, threads=args.threads,
+                              device=args.device, quick=args.quick, dry_run=args.dry_run)
+    if not outcomes:
+        raise ValueError(f"experiment: no run of the plan matches --only {args.only!r}")
+    failed = [name for name, outcome in outcomes.items() if outcome.startswith("failed")]
+    if not args.dry_run:
+        print(f"{sum(o == 'exported' for o in outcomes.values())} exported, {sum(o.startswith('skipped') for o in outcomes.values())} "
+              f"skipped, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def _grade(args: argparse.Namespace) -> int:
     from .tp.assignments import TPS
     from .tp.grader import grade
@@ -162,7 +199,7 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 ARGUMENTS = {"train": _add_train, "compare": _add_compare, "evaluate": _add_evaluate, "bench": _add_bench, "cost": _add_cost,
-             "grade": _add_grade}
+             "grade": _add_grade, "experiment": _add_experiment}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -252,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cost(args)
         if args.command == "grade":
             return _grade(args)
+        if args.command == "experiment":
+            return _experiment(args)
         from .lab.compare import compare, train_model
         from .train.data import load_data
         from .train.run import check_run_folder
@@ -261,12 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         data = load_data(args.data)
         if args.command == "train":
             m = train_model(args.model, data, cfg, args.out, quick=args.quick, overwrite=args.overwrite)
-            print(json.dumps({"model": args.model, "test_accuracy": m["test_accuracy"], "seconds": round(m["seconds"], 1), "out": args.out}))
+            ev = "val_accuracy" if cfg.validation else "test_accuracy"
+            print(json.dumps({"model": args.model, ev: m[ev], "seconds": round(m["seconds"], 1), "out": args.out}))
         else:
             results = compare(args.models, data, cfg, args.out, quick=args.quick, overwrite=args.overwrite)
+            ev = "val_accuracy" if cfg.validation else "test_accuracy"
             for name, m in results.items():
-                print(json.dumps({"model": name, "test_accuracy": m["test_accuracy"], "seconds": round(m["seconds"], 1)}))
-            print(f"wrote {args.out}/comparison.md and {args.out}/comparison.png")
+                print(json.dumps({"model": name, ev: m[ev], "seconds": round(m["seconds"], 1)}))
+            print(f"wrote {args.out}/comparison.md" + ("" if cfg.validation else f" and {args.out}/comparison.png"))
         return 0
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"cvt-edu {args.command}: error: {e}", file=sys.stderr)

@@ -55,17 +55,20 @@ def train_model(
     with lock_run_folder(out_dir):
         _, metrics = train_and_record(lambda n: build_model(name, num_classes=n), data, cfg, out_dir, name=name, quick=quick,
                                       overwrite=overwrite)
-        if not metrics["reused"]:
+        if not metrics["reused"] and "test_accuracy" in metrics:  # a validation run's curves are not the test curves drawn here
             save_figure(plot_curves({name: metrics["history"]}, title=f"{name}: learning curves", lang="en"),
                         Path(out_dir) / "curves.png")
     return metrics
 
 
 def comparison_table(results: dict[str, dict[str, Any]]) -> str:
-    """A Markdown table of params, FLOPs, test accuracy, training time and throughput per model."""
-    headers = ["model", "params (M)", "FLOPs / image (M, 1 MAC = 2 FLOPs)", "test accuracy (%)", "training time (s)",
+    """A Markdown table of params, FLOPs, test accuracy (validation accuracy for runs with a validation split),
+    training time and throughput per model."""
+    ev = "test" if all("test_accuracy" in m for m in results.values()) else "val"
+    what = "test accuracy (%)" if ev == "test" else "validation accuracy (%)"
+    headers = ["model", "params (M)", "FLOPs / image (M, 1 MAC = 2 FLOPs)", what, "training time (s)",
                "training images/s", "epochs"]
-    rows = [[name, f"{m['params'] / 1e6:.2f}", f"{m['flops'] / 1e6:.1f}", f"{100 * m['test_accuracy']:.1f}", f"{m['seconds']:.1f}",
+    rows = [[name, f"{m['params'] / 1e6:.2f}", f"{m['flops'] / 1e6:.1f}", f"{100 * m[f'{ev}_accuracy']:.1f}", f"{m['seconds']:.1f}",
              f"{m['images_per_second'] or 0:.0f}", m["epochs"]] for name, m in results.items()]
     return markdown_table(rows, headers, align="lrrrrrr")
 
@@ -97,7 +100,8 @@ def compare(
         )
         with atomic_path(out / "comparison.md") as tmp:
             tmp.write_text(header + comparison_table(results) + "\n", encoding="utf-8")
-        save_figure(plot_comparison(results, lang="en"), out / "comparison.png")
+        if not cfg.validation:  # the figure shows test accuracy
+            save_figure(plot_comparison(results, lang="en"), out / "comparison.png")
     return results
 
 

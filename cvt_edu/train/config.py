@@ -15,11 +15,13 @@ from .env import quick_mode
 if TYPE_CHECKING:
     from .data import ImageTensors
 
-__all__ = ["POLICIES", "RUNTIME_SETTINGS", "TrainConfig"]
+__all__ = ["POLICIES", "RUNTIME_SETTINGS", "VALIDATION_SEED", "TrainConfig"]
 
 POLICIES = ("crop-flip", "trivial")  # see cvt_edu.train.augment
 # Settings that change how a run is computed but not what it learns: a run may resume under other values.
 RUNTIME_SETTINGS = ("progress", "num_workers", "device", "fast_path", "compile")
+# The seed of the validation split: one split for every run, whatever the run's own seed.
+VALIDATION_SEED = 0
 
 
 @dataclass
@@ -44,11 +46,19 @@ class TrainConfig:
         fast_path: hold the data on the device and augment in batches there (see
             :mod:`cvt_edu.train.loop`); ``None``: on for CUDA, off elsewhere.
         compile: run the model through ``torch.compile``.
-        train_subset, test_subset: use only this many images (``None``: all); quick mode sets them.
+        train_subset, test_subset: use only this many images (``None``: all); quick mode sets them. With a
+            validation split, ``train_subset`` is drawn from the images left for training and
+            ``test_subset`` from the held-out ones.
+        validation: the fraction of the training images held out for validation, in [0, 1); 0 (the
+            default) is off. On, the split is stratified by class with the fixed seed
+            :data:`VALIDATION_SEED` (:func:`cvt_edu.train.data.stratified_split`), the run trains on
+            the rest and evaluates on the held-out images every epoch, and the test split is not
+            touched at all (its metrics say ``val_accuracy``, never ``test_accuracy``).
         progress: show progress bars and print one line per epoch (``TQDM_DISABLE=1`` hides the bars only).
 
     Raises:
-        ValueError: for an unknown ``augment`` policy or a negative MixUp/CutMix alpha.
+        ValueError: for an unknown ``augment`` policy, a negative MixUp/CutMix alpha or a
+            ``validation`` fraction outside [0, 1).
     """
 
     epochs: int = 20
@@ -70,6 +80,7 @@ class TrainConfig:
     train_subset: int | None = None
     test_subset: int | None = None
     progress: bool = True
+    validation: float = 0.0
 
     def __post_init__(self) -> None:
         # checked before anything trains: a bad budget or step size is refused, never silently run
@@ -83,6 +94,9 @@ class TrainConfig:
             raise ValueError(f"augment must be one of {POLICIES}, got {self.augment!r}")
         if self.mixup_alpha < 0 or self.cutmix_alpha < 0:
             raise ValueError(f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha} and {self.cutmix_alpha}")
+        if not (isinstance(self.validation, (int, float)) and 0 <= self.validation < 1):
+            raise ValueError(f"validation must be a fraction in [0, 1) (0 = off, 0.2 = 20 % of the training images), "
+                             f"got {self.validation!r}")
 
     @classmethod
     def small_data(cls, **overrides: Any) -> TrainConfig:
@@ -115,9 +129,27 @@ class TrainConfig:
         so a run saved under one resumes, or is reused, under the other."""
         return {k: v for k, v in asdict(self).items() if k not in RUNTIME_SETTINGS}
 
-    def splits(self, train_data: ImageTensors, test_data: ImageTensors) -> tuple[ImageTensors, ImageTensors]:
-        """The training and test images a run of this config uses: ``train_subset`` and
-        ``test_subset`` images of a seeded permutation (:meth:`ImageTensors.subset`), or all of them."""
+    @property
+    def eval_split(self) -> str:
+        """What a run of this config evaluates on: ``"validation"`` (held-out training images) or ``"test"``."""
+        return "validation" if self.validation else "test"
+
+    def splits(self, train_data: ImageTensors, test_data: ImageTensors | None) -> tuple[ImageTensors, ImageTensors]:
+        """The training images and the evaluation images a run of this config uses.
+
+        Without validation: ``train_subset`` and ``test_subset`` images of a seeded permutation
+        (:meth:`ImageTensors.subset`), or all of them, of each split. With ``validation`` > 0: the
+        stratified split of ``train_data`` (:func:`cvt_edu.train.data.stratified_split`, seed
+        :data:`VALIDATION_SEED`), then ``train_subset`` of the training part and ``test_subset`` of
+        the held-out part; ``test_data`` is not read at all (it may be ``None``).
+
+        Returns:
+            (training images, evaluation images): the test split, or the validation split (see :attr:`eval_split`).
+        """
+        if self.validation:
+            from .data import stratified_split
+
+            train_data, test_data = stratified_split(train_data, self.validation, seed=VALIDATION_SEED)
         if self.train_subset:
             train_data = train_data.subset(self.train_subset, self.seed)
         if self.test_subset:
@@ -133,7 +165,7 @@ class TrainConfig:
         return self.quick() if quick_mode(quick) else self
 
     def quick(self) -> TrainConfig:
-        """The same config shrunk for a smoke run: 1 epoch, 512 training and 256 test images."""
+        """The same config shrunk for a smoke run: 1 epoch, 512 training and 256 test (or validation) images."""
         return TrainConfig(
             **{**asdict(self), "epochs": 1, "warmup_epochs": 0.2, "train_subset": 512, "test_subset": 256}
         )

@@ -47,6 +47,7 @@ __all__ = [
     "ImageTensors",
     "class_difference",
     "check_checkpoint_classes",
+    "stratified_split",
     "resolve_data_path",
     "load_split",
     "load_data",
@@ -134,6 +135,44 @@ class ImageTensors(Dataset):
         if self.images.device == device and self.labels.device == device:
             return self
         return ImageTensors(self.images.to(device), self.labels.to(device), self.classes, self.transform)
+
+
+def stratified_split(data: ImageTensors, fraction: float, *, seed: int = 0) -> tuple[ImageTensors, ImageTensors]:
+    """Hold out ``fraction`` of the images of every class: the validation split of a training set.
+
+    For each class c with n_c images, ``round(fraction * n_c)`` of them, drawn by a permutation seeded
+    with ``seed`` (one generator, classes in label order), are held out; both parts keep the original
+    order of the images. The same data, fraction and seed always give the same split.
+
+    Args:
+        data: the training split, uint8 images (N, 3, H, W) and labels (N,).
+        fraction: in (0, 1), e.g. 0.2.
+        seed: the split's own seed (a run's seed does not change it).
+
+    Returns:
+        (kept, held_out), two disjoint :class:`ImageTensors` whose union is ``data``.
+
+    Raises:
+        ValueError: for a fraction outside (0, 1), or one that would leave a class with no image on either side.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"stratified_split: expected a fraction in (0, 1), got {fraction!r}")
+    generator = torch.Generator().manual_seed(seed)
+    labels = data.labels.cpu()
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    for c in range(len(data.classes)):
+        idx = torch.nonzero(labels == c).flatten()
+        k = round(fraction * len(idx))
+        if len(idx) and not 0 < k < len(idx):
+            raise ValueError(f"stratified_split: holding out {fraction:g} of the {len(idx)} images of class "
+                             f"{data.classes[c]!r} leaves no image on one side; use more images or another fraction")
+        held[idx[torch.randperm(len(idx), generator=generator)[:k]]] = True
+    held = held.to(data.labels.device)
+
+    def part(mask: torch.Tensor) -> ImageTensors:
+        return ImageTensors(data.images[mask.to(data.images.device)], data.labels[mask], data.classes, data.transform)
+
+    return part(~held), part(held)
 
 
 def resolve_data_path(path: str | os.PathLike | None = None) -> Path | None:

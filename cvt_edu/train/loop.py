@@ -68,6 +68,7 @@ __all__ = [
 ]
 
 METRICS = "metrics.json"
+_PREFIX = {"test": "test", "validation": "val"}  # the metrics' names of what a run evaluates on
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
@@ -262,7 +263,8 @@ class Progress:
 
 
 def resume_progress(run: PreparedRun, folder: Path, key: dict[str, Any], *, epochs: int, label: str, verbose: bool) -> Progress:
-    """Continue the run saved in ``folder/trainer_state.pt``, if it was saved under the same ``key``.
+    """Continue the run saved in ``folder/trainer_state.pt``, if it was saved under the same ``key``
+    (:func:`cvt_edu.train.run.same_run_key`: a key saved before a field existed, lacking it, matches today's default).
 
     Restores the weights, the optimizer, the schedule, the gradient scaler and every random
     state, so that the remaining epochs are those of an uninterrupted run, bit for bit. A state
@@ -280,10 +282,12 @@ def resume_progress(run: PreparedRun, folder: Path, key: dict[str, Any], *, epoc
     Returns:
         The saved progress, or a fresh one.
     """
+    from .run import same_run_key  # run.py imports this module
+
     saved = load_trainer_state(folder)
     if saved is None:
         return Progress()
-    if saved.get("key") != key:
+    if not same_run_key(saved.get("key"), key):
         if verbose:
             print(f"{folder / TRAINER_STATE} was written by another run (another recipe or model); "
                   "training from scratch (the old run is overwritten)")
@@ -367,17 +371,19 @@ def train_one_epoch(run: PreparedRun, epoch: int, *, seed: int, bars: bool = Fal
     return {"train_loss": loss_sum.item() / seen, "train_accuracy": correct.item() / seen, "seconds": time.perf_counter() - start}
 
 
-def record_epoch(progress: Progress, train: dict[str, float], test: dict[str, Any], lr: float) -> dict[str, float]:
+def record_epoch(progress: Progress, train: dict[str, float], test: dict[str, Any], lr: float, *, split: str = "test") -> dict[str, float]:
     """Add one finished epoch to ``progress``: its :func:`train_one_epoch` figures, its :func:`evaluate`
-    results and the learning rate it ended at. Returns the new history entry."""
+    results (``test_loss``, ``test_accuracy``; ``val_loss``, ``val_accuracy`` when ``split`` is
+    ``"validation"``) and the learning rate it ended at. Returns the new history entry."""
     progress.epoch += 1
     progress.train_seconds += train["seconds"]
+    ev = _PREFIX[split]
     entry = {
         "epoch": progress.epoch,
         "train_loss": train["train_loss"],
         "train_accuracy": train["train_accuracy"],
-        "test_loss": test["loss"],
-        "test_accuracy": test["accuracy"],
+        f"{ev}_loss": test["loss"],
+        f"{ev}_accuracy": test["accuracy"],
         "lr": lr,
         "seconds": train["seconds"],
     }
@@ -403,22 +409,31 @@ def save_run(
 def run_metrics(
     run: PreparedRun, progress: Progress, final: dict[str, Any], cfg: TrainConfig, *, name: str | None, n_train: int, classes: list[str]
 ) -> dict[str, Any]:
-    """The metrics of a run (what :func:`fit` returns and writes to ``metrics.json``), from its progress and final evaluation."""
+    """The metrics of a run (what :func:`fit` returns and writes to ``metrics.json``), from its progress and final evaluation.
+
+    ``test_accuracy``, ``test_loss``, ``n_test`` and ``test_predictions`` (the predicted class of every
+    test image, in the test split's order, for paired tests such as
+    :func:`cvt_edu.lab.stats.mcnemar`); with a validation split (``cfg.validation``) the same as
+    ``val_accuracy``, ``val_loss``, ``n_val`` and ``val_predictions``, and nothing about the test split.
+    """
     device = run.device
     images_seen = n_train * len(progress.history)
+    ev = _PREFIX[cfg.eval_split]
     return {
         "model": name,
-        "test_accuracy": final["accuracy"],
-        "test_loss": final["loss"],
-        "n_test": final["n"],
+        f"{ev}_accuracy": final["accuracy"],
+        f"{ev}_loss": final["loss"],
+        f"n_{ev}": final["n"],
         "n_train": n_train,
         "epochs": progress.epoch,
         "history": progress.history,
         "params": count_params(run.model),
         "device": str(device) if device.type != "cuda" else f"cuda ({torch.cuda.get_device_name(device)})",
+        "torch": torch.__version__,
         "seconds": progress.train_seconds,
         "images_per_second": images_seen / progress.train_seconds if progress.train_seconds else None,
         "confusion": final["confusion"],
+        f"{ev}_predictions": [int(p) for p in final["predictions"]],
         "classes": classes,
         "train_config": asdict(cfg),
     }
@@ -427,7 +442,7 @@ def run_metrics(
 def fit(
     model: nn.Module,
     train_data: ImageTensors,
-    test_data: ImageTensors,
+    test_data: ImageTensors | None,
     cfg: TrainConfig | None = None,
     *,
     out_dir: str | os.PathLike | None = None,
@@ -436,13 +451,16 @@ def fit(
     key: dict[str, Any] | None = None,
     course_model: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` and evaluate it on ``test_data`` after every epoch.
+    """Train ``model`` and evaluate it on ``test_data`` after every epoch (or on a validation split, which leaves the test split untouched).
 
     Args:
         model: a freshly built course model (see :func:`cvt_edu.models.build_model`), or a module
             wrapping one (then pass the course model as ``course_model``); images (B, 3, H, W) -> logits (B, K).
         train_data, test_data: uint8 splits from :func:`cvt_edu.train.data.load_split`; the
-            training augmentation and the evaluation transform are applied here.
+            training augmentation and the evaluation transform are applied here. With
+            ``cfg.validation`` > 0 the run trains on the training images less a stratified
+            held-out part and evaluates on that part (:meth:`TrainConfig.splits`); ``test_data`` is
+            then never read (``None`` is accepted).
         cfg: a :class:`~cvt_edu.train.config.TrainConfig`; ``None`` uses the defaults.
         out_dir: where to write the checkpoint, the trainer state and ``metrics.json`` after
             every epoch (nothing is written if ``None``).
@@ -455,18 +473,19 @@ def fit(
         course_model: the module saved as ``model.safetensors``; ``None``: ``model``.
 
     Returns:
-        The metrics (also written to ``metrics.json``): ``test_accuracy`` (0..1),
-        ``history`` (one dict per epoch), ``params``, ``device``, ``seconds`` (training
-        wall time), ``images_per_second``, ``confusion``, and the configs.
+        The metrics (also written to ``metrics.json``, see :func:`run_metrics`): ``test_accuracy`` (0..1)
+        and ``test_predictions`` (``val_*`` with a validation split), ``history`` (one dict per epoch),
+        ``params``, ``device``, ``seconds`` (training wall time), ``images_per_second``, ``confusion``,
+        and the configs.
     """
     cfg = cfg or TrainConfig()
     key = key if key is not None else {"recipe": cfg.recipe()}
     device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    train_data, test_data = cfg.splits(train_data, test_data)
+    train_data, eval_data = cfg.splits(train_data, test_data)
     run = prepare(model, train_data, cfg, device)
     if run.fast:  # one copy of the test images on the device, read by every epoch's evaluation
-        test_data = test_data.to(device)
+        eval_data = eval_data.to(device)
     out = Path(out_dir) if out_dir else None
     label = name or type(model).__name__
     progress = resume_progress(run, out, key, epochs=cfg.epochs, label=label, verbose=cfg.progress) if out and resume else Progress()
@@ -480,20 +499,21 @@ def fit(
     for epoch in epochs:
         train = train_one_epoch(run, epoch, seed=cfg.seed, bars=bars)
         check_finite(train, epoch, label=label, folder=out)  # once per epoch: nothing is read back inside a step
-        final = evaluate(run.forward, test_data, batch_size=eval_batch, device=device)
-        h = record_epoch(progress, train, final, run.scheduler.get_last_lr()[0])
-        epochs.set_postfix(test_acc=f"{final['accuracy']:.3f}")
+        final = evaluate(run.forward, eval_data, batch_size=eval_batch, device=device)
+        h = record_epoch(progress, train, final, run.scheduler.get_last_lr()[0], split=cfg.eval_split)
+        ev = _PREFIX[cfg.eval_split]
+        epochs.set_postfix({f"{ev}_acc": f"{final['accuracy']:.3f}"})
         if cfg.progress:
             tqdm.write(
                 f"{label} epoch {h['epoch']}/{cfg.epochs}: train loss {h['train_loss']:.3f}, "
-                f"train acc {h['train_accuracy']:.3f} | test acc {h['test_accuracy']:.3f} | {h['seconds']:.1f} s"
+                f"train acc {h['train_accuracy']:.3f} | {ev} acc {h[f'{ev}_accuracy']:.3f} | {h['seconds']:.1f} s"
             )
         if out:
             save_run(run, out, progress, key, course_model=model if course_model is None else course_model, name=name,
                      classes=classes)
 
     if final is None:  # resumed a finished run: evaluate the saved model
-        final = evaluate(model, test_data, batch_size=eval_batch, device=device)
+        final = evaluate(model, eval_data, batch_size=eval_batch, device=device)
     metrics = run_metrics(run, progress, final, cfg, name=name, n_train=len(train_data), classes=classes)
     if out:
         write_json(out / METRICS, metrics)

@@ -16,7 +16,10 @@ The rule. A run is identified by its key (:func:`run_key`): the recipe
 (:meth:`~cvt_edu.train.config.TrainConfig.recipe`, every setting but the runtime ones), the model's
 architecture and config, and whatever else the caller names (fine-tuning: the image size and
 where the starting weights came from). The key of the run a folder holds is read from its
-``metrics.json`` (finished) or ``trainer_state.pt`` (interrupted).
+``metrics.json`` (finished) or ``trainer_state.pt`` (interrupted). Keys are compared by one function,
+:func:`same_run_key`, which lets a run saved before a setting existed stay the same run: a saved key
+that lacks a recipe or model-config field whose value today is that field's default (``validation``
+0.0, say) is the run of today's key; any other difference is another run.
 
 - Same key: a finished run (all ``cfg.epochs`` done) is reused as it is, without training or
   evaluating again; an interrupted one resumes where it stopped, bit for bit.
@@ -40,13 +43,14 @@ import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ..cost.flops import count_flops
-from ..models import arch_of, config_to_dict
+from ..models import ARCHITECTURES, STAGE_CONFIGS, arch_of, config_to_dict
 from .checkpoint import CONFIG, TRAINER_STATE, WEIGHTS, load_checkpoint, load_trainer_state, write_json
 from .config import TrainConfig
 from .data import ImageTensors
@@ -62,6 +66,7 @@ __all__ = [
     "RUN_FILES",
     "RunFolderError",
     "run_key",
+    "same_run_key",
     "finished_run",
     "key_differences",
     "check_run_folder",
@@ -93,13 +98,73 @@ def run_key(cfg: TrainConfig, model: nn.Module, extra: Mapping[str, Any] | None 
     return json.loads(json.dumps(key))
 
 
+def _field_defaults(cls: type) -> dict[str, Any]:
+    """The JSON-ready defaults of a dataclass's fields that have one (tuples become lists)."""
+    defaults = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            defaults[f.name] = f.default_factory()
+    return json.loads(json.dumps(defaults, default=lambda o: asdict(o) if is_dataclass(o) else str(o)))
+
+
+def _fill(old: Any, new: Any, defaults: Mapping[str, Any]) -> Any:
+    """``old`` with each field it lacks taken from ``new`` where ``new`` holds that field's default."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return old
+    filled = dict(old)
+    for name, value in new.items():
+        if name not in filled and name in defaults and defaults[name] == value:
+            filled[name] = value
+    return filled
+
+
+def _with_defaults(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved key ``old`` completed with the fields of ``new`` it lacks whose value in ``new`` is the default.
+
+    The defaults are :class:`TrainConfig`'s for ``recipe``, and for ``model_config`` those of the model config
+    class of ``new``'s architecture (and of its stage config class for each stage), when both keys name it.
+    """
+    old = dict(old)
+    if isinstance(old.get("recipe"), dict):
+        old["recipe"] = _fill(old["recipe"], new.get("recipe"), _field_defaults(TrainConfig))
+    arch = new.get("arch")
+    if arch in ARCHITECTURES and old.get("arch") == arch and isinstance(old.get("model_config"), dict):
+        config = _fill(old["model_config"], new.get("model_config"), _field_defaults(ARCHITECTURES[arch][1]))
+        new_stages = (new.get("model_config") or {}).get("stages")
+        if arch in STAGE_CONFIGS and isinstance(config.get("stages"), list) and isinstance(new_stages, list):
+            stage_defaults = _field_defaults(STAGE_CONFIGS[arch])
+            config["stages"] = [_fill(a, b, stage_defaults) for a, b in zip(config["stages"], new_stages)] + config["stages"][
+                len(new_stages):]
+        old["model_config"] = config
+    return old
+
+
+def same_run_key(saved: Any, key: Mapping[str, Any]) -> bool:
+    """Whether a saved run key (read from ``metrics.json`` or ``trainer_state.pt``) names the run of ``key``.
+
+    Equal keys are the same run; so is a saved key that lacks fields of ``key`` whose value in ``key`` is
+    their dataclass default: :class:`~cvt_edu.train.config.TrainConfig`'s for the recipe, the model config
+    class's (and its stage config class's) for ``model_config``. Such a key was written before the field
+    existed, when every run had what is now its default. Any other difference (a value changed, a field
+    missing whose value is not the default, a field the saved key has and ``key`` lacks) is another run.
+
+    Args:
+        saved: the key as saved (anything: a file edited by hand may hold a non-dict).
+        key: today's key, from :func:`run_key`.
+    """
+    return isinstance(saved, dict) and _with_defaults(saved, key) == dict(key)
+
+
 def finished_run(folder: str | os.PathLike, key: Mapping[str, Any], epochs: int) -> dict[str, Any] | None:
-    """The metrics of the finished run in ``folder`` if it has this ``key`` and ``epochs`` epochs and its model is there, else ``None``."""
+    """The metrics of the finished run in ``folder`` if it is the run of ``key`` (:func:`same_run_key`) with ``epochs``
+    epochs and its model is there, else ``None``."""
     folder = Path(folder)
     if not (folder / METRICS).is_file() or not (folder / WEIGHTS).is_file():
         return None
     metrics = _read_metrics(folder)
-    return metrics if metrics and metrics.get("key") == key and metrics.get("epochs") == epochs else None
+    return metrics if metrics and same_run_key(metrics.get("key"), key) and metrics.get("epochs") == epochs else None
 
 
 def _read_metrics(folder: Path) -> dict[str, Any] | None:
@@ -137,10 +202,11 @@ def key_differences(old: Mapping[str, Any], new: Mapping[str, Any], limit: int =
 
     Recipe settings are named alone (``epochs 20 -> 30``), the rest by their path
     (``arch vit -> cvt``, ``model_config.stages[0].stride_kv 2 -> 1``); when the architecture
-    differs, the model configs are not compared field by field. At most ``limit`` differences are
+    differs, the model configs are not compared field by field. A field ``old`` lacks whose value in
+    ``new`` is its default is no difference (see :func:`same_run_key`). At most ``limit`` differences are
     listed, then how many more there are.
     """
-    old, new = dict(old), dict(new)
+    old, new = _with_defaults(old, new), dict(new)
     if old.get("arch") != new.get("arch"):
         old.pop("model_config", None)
         new.pop("model_config", None)
@@ -263,7 +329,7 @@ def _other_run(folder: Path, key: Mapping[str, Any], *, overwrite: bool) -> str 
         old = metrics.get("key")
         if not isinstance(old, dict):
             return f"a finished run that {METRICS} gives no key for (written by an older cvt_edu)"
-        if old != key:
+        if not same_run_key(old, key):
             return f"a finished run of another model or recipe ({key_differences(old, key)})"
     if TRAINER_STATE in present:
         try:
@@ -273,7 +339,7 @@ def _other_run(folder: Path, key: Mapping[str, Any], *, overwrite: bool) -> str 
                 raise
             return f"a {TRAINER_STATE} that cannot be read"
         old = saved.get("key")
-        if old != key:
+        if not same_run_key(old, key):
             done = saved.get("state", {}).get("epoch", "?")
             what = key_differences(old, key) if isinstance(old, dict) else "it has no key"
             return f"an interrupted run of another model or recipe, stopped after epoch {done} ({what})"

@@ -67,7 +67,7 @@ def test_each_command_documents_its_arguments(command, capsys):
     code, out, _ = run(capsys, command, "--help")
     assert code == 0 and f"usage: cvt-edu {command}" in out
     assert {"train": "--epochs", "compare": "--models", "evaluate": "--checkpoint", "bench": "--train", "cost": "--resolutions",
-             "grade": "--time-limit"}[
+             "grade": "--time-limit", "experiment": "--dry-run"}[
         command
     ] in out
 

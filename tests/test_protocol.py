@@ -136,7 +136,7 @@ def test_the_headline_runs_of_mains_code_resume_under_this_code(name, cifar_mini
     copy.mkdir()
     for file in ("trainer_state.pt", "model.safetensors", "config.json"):  # a copy: the real folder is never written
         shutil.copy2(HEADLINE / name / "seed0" / file, copy / file)
-    cfg = TrainConfig.small_data(epochs=300, device="cpu")
+    cfg = replace(next(r for r in main_plan() if r.name == f"headline/{name}/seed0").config(), device="cpu")  # the plan's run
     seed_everything(0)
     model = build_model(name, num_classes=10)
     key = run_key(cfg, model)

@@ -5,7 +5,8 @@ What ``cvt-edu experiment`` runs. Each run is a subprocess of ``cvt-edu train`` 
 was interrupted resumes from its checkpoint (the rule of :mod:`cvt_edu.train.run`), a finished one is
 reused. As each run ends, its results file ``RESULTS/<name>.json`` is written
 (:func:`cvt_edu.lab.results.export_run`), so that results can be committed run by run. A run whose
-results file exists is skipped; a model the registry does not have yet is skipped with one line.
+results file exists is skipped, and so is one that another process is training now (it holds the run
+folder's lock); a model the registry does not have yet is skipped with one line.
 """
 
 from __future__ import annotations
@@ -31,7 +32,10 @@ def select(plan: Sequence[PlannedRun], only: str | None) -> list[PlannedRun]:
 
 
 def run_status(run: PlannedRun, runs_dir: Path, results_dir: Path, known: set[str]) -> str:
-    """What is there of ``run``: ``exported``, ``finished``, ``interrupted``, ``to run`` or ``no model yet``."""
+    """What is there of ``run``: ``exported``, ``finished``, ``training now`` (another process holds the folder's lock),
+    ``interrupted``, ``to run`` or ``no model yet``."""
+    from ..train.run import RunFolderError, check_run_folder
+
     folder = runs_dir / run.name
     if run.model not in known:
         return "no model yet"
@@ -40,6 +44,10 @@ def run_status(run: PlannedRun, runs_dir: Path, results_dir: Path, known: set[st
     if (folder / "metrics.json").is_file():
         return "finished"
     if (folder / "trainer_state.pt").is_file():
+        try:
+            check_run_folder(folder)  # takes the lock for an instant if no one holds it; writes nothing
+        except RunFolderError:
+            return "training now"
         return "interrupted"
     return "to run"
 
@@ -99,10 +107,11 @@ def run_experiment(
     if dry_run:
         n_train = _count_train_images(data) or None
         table, total = plan_table(runs, status, **({"n_train": n_train} if n_train else {}))
-        todo = sum(1 for s in status.values() if s in ("to run", "interrupted", "finished"))
+        todo = sum(1 for s in status.values() if s in ("to run", "interrupted", "finished", "training now"))
         echo(table)
         echo(f"\n{len(runs)} runs ({todo} to train or export, {sum(s == 'no model yet' for s in status.values())} without a model yet); "
-             f"estimated {total / 3600:.1f} core-hours for the runs with a measured speed (one thread each, evaluation excluded)")
+             f"estimated {total / 3600:.1f} core-hours for the runs with a measured speed (one thread each, evaluation excluded), "
+             f"about {total / 3600 / jobs:.1f} h at --jobs {jobs}")
         return status
     outcomes: dict[str, str] = {}
     for r in runs:
@@ -111,6 +120,9 @@ def run_experiment(
             echo(f"{r.name}: {outcomes[r.name]}")
         elif status[r.name] == "exported":
             outcomes[r.name] = "skipped: exported already"
+        elif status[r.name] == "training now":
+            outcomes[r.name] = f"skipped: another process is training it in {runs_dir / r.name}; run the experiment again when it ends"
+            echo(f"{r.name}: {outcomes[r.name]}")
     todo = [r for r in runs if r.name not in outcomes]
     export_lock = threading.Lock()
     loaded: dict[str, Any] = {}
@@ -149,6 +161,13 @@ def run_experiment(
         outcomes[run.name] = "exported"
         echo(f"{run.name}: done, wrote {results_dir / run.name}.json")
 
+    def guarded(run: PlannedRun) -> None:
+        try:
+            one(run)
+        except (OSError, ValueError, KeyError) as e:  # one run's problem (a log that cannot be written, bad data): the others go on
+            outcomes[run.name] = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            echo(f"{run.name}: {outcomes[run.name]}")
+
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        list(pool.map(one, todo))
+        list(pool.map(guarded, todo))
     return {r.name: outcomes[r.name] for r in runs}

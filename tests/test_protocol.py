@@ -314,3 +314,18 @@ def test_the_runner_trains_what_is_missing_skips_unknown_models_exports_and_skip
     assert again == {"v/cvt-tiny/seed0": "skipped: exported already"}
     run_experiment(plan, tmp_path / "runs", tmp_path / "results", data, dry_run=True, echo=lines.append)
     assert "exported" in lines[-2] and "core-hours" in lines[-1]
+
+
+def test_the_command_line_refuses_a_bad_validation_fraction_and_an_empty_selection_in_one_line(tmp_path, capsys):
+    from cvt_edu.cli import main
+
+    code = main(["train", "--model", "cvt-tiny", "--out", str(tmp_path / "o"), "--validation", "1.5"])
+    err = capsys.readouterr().err
+    assert code == 2 and "validation must be a fraction in [0, 1)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    code = main(["experiment", "--runs", str(tmp_path / "r"), "--results", str(tmp_path / "x"), "--data", str(tmp_path),
+                 "--only", "nothing/*", "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == 2 and "no run of the plan matches --only 'nothing/*'" in captured.err
+    code = main(["experiment", "--runs", str(tmp_path / "r"), "--results", str(tmp_path / "x"), "--data", str(tmp_path / "none")])
+    assert code == 2 and "not one" in capsys.readouterr().err

@@ -94,7 +94,7 @@ def run_experiment(
         dry run, the status.
 
     Raises:
-        ValueError: for ``jobs`` or ``threads`` below 1.
+        ValueError: for ``jobs`` or ``threads`` below 1, or an ``only`` that no run matches.
     """
     from ..models import list_models
 
@@ -102,6 +102,8 @@ def run_experiment(
         raise ValueError(f"experiment: expected --jobs and --threads >= 1, got {jobs} and {threads}")
     runs_dir, results_dir = Path(runs_dir), Path(results_dir)
     runs = select(plan, only)
+    if not runs:
+        raise ValueError(f"experiment: no run of the plan matches --only {only!r}; its runs are named like {plan[0].name}")
     known = set(list_models())
     status = {r.name: run_status(r, runs_dir, results_dir, known) for r in runs}
     if dry_run:

@@ -15,7 +15,7 @@ from pathlib import Path
 COMMANDS = {
     "train": "train one model; writes metrics.json, model.safetensors, config.json, curves.png",
     "compare": "train several models under one budget; writes comparison.md and comparison.png",
-    "evaluate": 'print {"accuracy": ..., "n": ...} of a checkpoint on the test split',
+    "evaluate": 'print {"accuracy": ..., "n": ...} of a checkpoint or a shipped trained model on the test split',
     "bench": "speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights; "
     "with --train, training throughput and MFU of the tiny models",
     "cost": "time, peak memory and FLOPs of ViT, CvT, Swin and PVT against resolution; writes cost.md, cost.json, cost.png",

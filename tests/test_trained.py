@@ -108,6 +108,7 @@ def test_the_record_says_what_the_model_learnt_from_and_how_accurate_it_is(use_s
     assert (record.n_train, record.n_test, record.epochs, record.seed, record.quick) == (512, 200, 1, 0, True)
     assert record.recipe == metrics["key"]["recipe"] and record.device == metrics["device"] == "cpu"
     assert record.source == str(out) and record.dtype == "float16" and record.params == metrics["params"]
+    assert record.eval_device == "cpu"
     assert record.test_accuracy == evaluate(load_checkpoint(out)[0], test)["accuracy"]  # the float32 run, on these images
     assert abs(record.test_accuracy - record.test_accuracy_float16) <= 0.001
     assert json.loads((dest / "cvt-tiny" / "record.json").read_text()) == record.to_json()
@@ -212,6 +213,19 @@ def test_shipping_past_25_mb_or_over_a_shipped_name_is_refused(shipped, mini, tm
     assert sorted(p.name for p in full.iterdir()) == ["vit-tiny"]
     with pytest.raises(ShipError, match="already ships a model named 'cvt-tiny'"):
         ship_run(out, mini, dest=dest)
+
+
+def test_the_shipping_script_refuses_what_is_not_a_finished_run_in_one_line(shipped, mini, tmp_path, capsys):
+    out, dest, _ = shipped
+    (tmp_path / "unfinished").mkdir()
+    shutil.copy(out / "model.safetensors", tmp_path / "unfinished")
+    assert ship_main([str(tmp_path / "unfinished"), "--data", str(mini), "--dest", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ship_trained: error: ") and "not a finished run: missing config.json, metrics.json" in err
+    assert ship_main([str(out), "--data", str(mini), "--dest", str(tmp_path / "d"), "--name", "../cvt"]) == 2
+    err = capsys.readouterr().err
+    assert "expected a shipped name of lower-case letters" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "d").exists()
 
 
 def test_the_package_data_holds_every_shipped_file_and_load_trained_is_exported():

@@ -43,6 +43,7 @@ class TrainedRecord:
         test_accuracy: accuracy (0..1) of the float32 run on the ``n_test`` test images.
         test_accuracy_float16: accuracy (0..1) of the shipped float16 weights (loaded back to float32) on the same images.
         predictions_changed: how many of those test predictions differ between the two.
+        eval_device: where the two accuracies were measured (``"cpu"``).
         source: the run folder it was shipped from.
         dtype: storage dtype of the floating-point weights (``"float16"``).
         sha256: SHA-256 (hex) of each shipped file but the record: ``{"model.safetensors": ..., "config.json": ...}``.
@@ -65,6 +66,7 @@ class TrainedRecord:
     test_accuracy: float
     test_accuracy_float16: float
     predictions_changed: int
+    eval_device: str
     source: str
     dtype: str
     sha256: dict[str, str]
@@ -104,8 +106,8 @@ def _is_int(v: Any) -> bool:
 
 
 _TYPES: dict[str, tuple[Any, str]] = {
-    **{n: (lambda v: isinstance(v, str), "a string") for n in ("name", "model", "arch", "data", "device", "source", "dtype",
-                                                              "cvt_edu_version")},
+    **{n: (lambda v: isinstance(v, str), "a string") for n in ("name", "model", "arch", "data", "device", "eval_device",
+                                                              "source", "dtype", "cvt_edu_version")},
     **{n: (_is_int, "a whole number") for n in ("n_train", "n_test", "epochs", "seed", "params", "predictions_changed")},
     **{n: (lambda v: _is_int(v) or isinstance(v, float), "a number") for n in ("test_accuracy", "test_accuracy_float16")},
     "labels": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(c, str) for c in v), "a list of class names"),

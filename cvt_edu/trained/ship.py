@@ -178,7 +178,7 @@ def ship_run(
             data=source.name if source else "cifar-10 (torchvision download)", n_train=int(metrics["n_train"]),
             n_test=len(test), recipe=metrics["key"]["recipe"], epochs=int(metrics["epochs"]),
             seed=int(metrics["train_config"]["seed"]), device=str(metrics["device"]), quick=bool(metrics.get("quick", False)),
-            params=int(metrics["params"]), source=str(run), dtype="float16",
+            params=int(metrics["params"]), eval_device=str(torch.device(device)), source=str(run), dtype="float16",
             sha256={f: sha256_of(staging / f) for f in (WEIGHTS, CONFIG)}, cvt_edu_version=__version__,
         )
         provisional = TrainedRecord(**fields, test_accuracy=0.0, test_accuracy_float16=0.0, predictions_changed=0)

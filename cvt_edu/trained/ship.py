@@ -158,9 +158,9 @@ def ship_run(
     model32, config = load_checkpoint(run)
     state = float16_state(model32)
     source = resolve_data_path(data)
+    where = str(source or "the downloaded CIFAR-10")
     test = load_split("test", data)
-    check_checkpoint_classes(test, config.get("classes"), model32.config.num_classes, checkpoint=run,
-                             data=str(source or "the downloaded CIFAR-10"))
+    check_checkpoint_classes(test, config.get("classes"), model32.config.num_classes, checkpoint=run, data=where)
 
     dest.mkdir(parents=True, exist_ok=True)
     for stale in dest.glob(f".{name}.*.tmp"):  # what a killed shipping step of this name left
@@ -191,7 +191,7 @@ def ship_run(
         drop = abs(full["accuracy"] - half["accuracy"]) * 100
         if drop > max_drop_points + 1e-9:
             raise ShipError(f"the float16 copy of {run} scores {half['accuracy']:.2%} on the {len(test)} test images of "
-                            f"{source}, the float32 run {full['accuracy']:.2%}: {drop:.2f} points apart, more than "
+                            f"{where}, the float32 run {full['accuracy']:.2%}: {drop:.2f} points apart, more than "
                             f"{max_drop_points:g}; nothing was shipped")
         record = TrainedRecord(**fields, test_accuracy=full["accuracy"], test_accuracy_float16=half["accuracy"],
                                predictions_changed=int((full["predictions"] != half["predictions"]).sum()))

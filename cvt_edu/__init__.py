@@ -9,8 +9,9 @@ stochastic depth), :mod:`~cvt_edu.windows` (Swin's window geometry), the models
 registry :mod:`~cvt_edu.models`. One level down, everything that serves them:
 :mod:`~cvt_edu.train` (data, augmentation, the training loop, checkpoints),
 :mod:`~cvt_edu.lab` (the chapters' experiments), :mod:`~cvt_edu.cost` (FLOPs, formulas,
-sweeps, benchmarks), :mod:`~cvt_edu.pretrained` (outside weights), :mod:`~cvt_edu.viz` (every
-figure), :mod:`~cvt_edu.course` (figure text in pt/es, quizzes), :mod:`~cvt_edu.tp` (the practical
+sweeps, benchmarks), :mod:`~cvt_edu.pretrained` (outside weights), :mod:`~cvt_edu.trained`
+(the course's own trained models, shipped), :mod:`~cvt_edu.viz` (every figure),
+:mod:`~cvt_edu.course` (figure text in pt/es, quizzes), :mod:`~cvt_edu.tp` (the practical
 assignments: check cells and the grader) and :mod:`~cvt_edu.cli`.
 
 ``import cvt_edu`` is cheap: the names below are imported on first use (PEP 562), so the command
@@ -24,10 +25,11 @@ __version__ = "0.2.0"  # keep equal to pyproject.toml (tests/test_contents.py ch
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=["attention", "cost", "course", "cvt", "lab", "layers", "models", "patching", "positional",
-                "pretrained", "projection", "pvt", "swin", "tp", "train", "vit", "viz", "windows"],
+                "pretrained", "projection", "pvt", "swin", "tp", "train", "trained", "vit", "viz", "windows"],
     submod_attrs={
         "models": ["build_model", "list_models"],
         "pretrained.load": ["load_pretrained"],
+        "trained.load": ["load_trained", "list_trained"],
         "train.checkpoint": ["load_checkpoint", "save_pretrained"],
         "train.data": ["load_data"],
         "train.config": ["TrainConfig"],

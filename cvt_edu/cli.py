@@ -15,7 +15,7 @@ from pathlib import Path
 COMMANDS = {
     "train": "train one model; writes metrics.json, model.safetensors, config.json, curves.png",
     "compare": "train several models under one budget; writes comparison.md and comparison.png",
-    "evaluate": 'print {"accuracy": ..., "n": ...} of a checkpoint on the test split',
+    "evaluate": 'print {"accuracy": ..., "n": ...} of a checkpoint or a shipped trained model on the test split',
     "bench": "speed: cvt_edu CvT-13 vs transformers CvT-13 with the same weights; "
     "with --train, training throughput and MFU of the tiny models",
     "cost": "time, peak memory and FLOPs of ViT, CvT, Swin and PVT against resolution; writes cost.md, cost.json, cost.png",
@@ -136,7 +136,9 @@ def _add_cost(p: argparse.ArgumentParser) -> None:
 
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="a folder with model.safetensors and config.json")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a folder with model.safetensors and config.json")
+    which.add_argument("--trained", metavar="NAME", help="a trained model shipped with cvt_edu (cvt_edu.trained.list_trained())")
     p.add_argument("--device", default=None)
     _add_data(p)
 
@@ -272,10 +274,17 @@ def main(argv: list[str] | None = None) -> int:
             from .train.env import pick_device
             from .train.loop import evaluate
 
-            model, config = load_checkpoint(args.checkpoint)
+            if args.trained is not None:  # a shipped model: the same evaluation, its labels from its record
+                from .trained.load import load_trained, trained_folder
+
+                model, record = load_trained(args.trained)
+                checkpoint, classes = trained_folder(args.trained), list(record.labels)
+            else:
+                model, config = load_checkpoint(args.checkpoint)
+                checkpoint, classes = args.checkpoint, config.get("classes")
             test = load_split("test", args.data)
             source = str(resolve_data_path(args.data) or "the downloaded CIFAR-10")
-            check_checkpoint_classes(test, config.get("classes"), model.config.num_classes, checkpoint=args.checkpoint, data=source)
+            check_checkpoint_classes(test, classes, model.config.num_classes, checkpoint=checkpoint, data=source)
             model.to(pick_device(args.device))
             result = evaluate(model, test)
             print(json.dumps({"accuracy": result["accuracy"], "n": result["n"]}))

@@ -5,8 +5,8 @@ order the chapters teach them: :mod:`~cvt_edu.patching` (patches and token embed
 :mod:`~cvt_edu.positional`, :mod:`~cvt_edu.attention` (MHSA, attention maps),
 :mod:`~cvt_edu.projection` (linear and convolutional Q/K/V), :mod:`~cvt_edu.layers` (MLP,
 stochastic depth), :mod:`~cvt_edu.windows` (Swin's window geometry), the models
-:mod:`~cvt_edu.vit`, :mod:`~cvt_edu.cvt`, :mod:`~cvt_edu.swin`, :mod:`~cvt_edu.pvt` and their
-registry :mod:`~cvt_edu.models`. One level down, everything that serves them:
+:mod:`~cvt_edu.vit`, :mod:`~cvt_edu.cvt`, :mod:`~cvt_edu.swin`, :mod:`~cvt_edu.pvt`, the convolutional
+baseline :mod:`~cvt_edu.resnet` and their registry :mod:`~cvt_edu.models`. One level down, everything that serves them:
 :mod:`~cvt_edu.train` (data, augmentation, the training loop, checkpoints),
 :mod:`~cvt_edu.lab` (the chapters' experiments), :mod:`~cvt_edu.cost` (FLOPs, formulas,
 sweeps, benchmarks), :mod:`~cvt_edu.pretrained` (outside weights), :mod:`~cvt_edu.trained`
@@ -25,7 +25,7 @@ __version__ = "0.2.0"  # keep equal to pyproject.toml (tests/test_contents.py ch
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=["attention", "cost", "course", "cvt", "lab", "layers", "models", "patching", "positional",
-                "pretrained", "projection", "pvt", "swin", "tp", "train", "trained", "vit", "viz", "windows"],
+                "pretrained", "projection", "pvt", "resnet", "swin", "tp", "train", "trained", "vit", "viz", "windows"],
     submod_attrs={
         "models": ["build_model", "list_models"],
         "pretrained.load": ["load_pretrained"],

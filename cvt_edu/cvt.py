@@ -25,10 +25,11 @@ from torch import nn
 
 from .attention import SelfAttention
 from .layers import Classifier, Features, TransformerBlock, classifier_head, init_weights, run_stages
-from .patching import ConvTokenEmbedding, check_image
+from .patching import ConvTokenEmbedding, check_image, conv_output_size
+from .positional import check_learned_size, learned_pos_embed
 from .projection import ConvQKV
 
-__all__ = ["CvTStageConfig", "CvTConfig", "CvTAttention", "CvTBlock", "CvTStage", "CvT"]
+__all__ = ["CvTStageConfig", "CvTConfig", "CvTAttention", "CvTBlock", "CvTStage", "CvT", "LinearCvT"]
 
 
 @dataclass(frozen=True)
@@ -155,12 +156,15 @@ class CvTStage(nn.Module):
         )
         self.drop = nn.Dropout(stage.drop_rate)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, stage.embed_dim)) if stage.cls_token else None
+        self.pos_embed: nn.Parameter | None = None  # CvT has none; LinearCvT, the control, adds one per stage
         scale = (stage.embed_dim if attn_scale == "embed_dim" else stage.embed_dim // stage.num_heads) ** -0.5
         rates = torch.linspace(0, stage.drop_path, stage.depth).tolist()
         self.blocks = nn.ModuleList(CvTBlock(stage, drop_path=r, scale=scale, eps=eps) for r in rates)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         tokens, (h, w) = self.embed(x)
+        if self.pos_embed is not None:
+            tokens = tokens + self.pos_embed
         tokens = self.drop(tokens)
         n_cls = 0
         if self.cls_token is not None:
@@ -209,3 +213,68 @@ class CvT(Classifier):
         check_image(images, self.config.in_chans, dtype=self.stages[0].embed.proj.weight.dtype)
         maps, cls = run_stages(self.stages, images)
         return Features(maps=maps, cls=self.norm(cls[:, 0]))
+
+
+class LinearCvT(CvT):
+    """CvT without its convolutions: the control that isolates what they contribute (chapter 5).
+
+    The same stages as a :class:`CvT` of the same config (token-map sizes, widths, heads, depths, MLP
+    ratio, LayerNorm after each embedding, [CLS] token in the last stage, stochastic depth, attention
+    scale), with the two convolutional parts made linear:
+
+    - token embedding: non-overlapping patches, kernel = stride and no padding (for ``cvt-tiny-linear``
+      2x2 patches in every stage, so a 32x32 image still gives 16x16, 8x8 and 4x4 token maps), the linear
+      patch embedding of ViT (Eq. 1) and the patch merging of Swin and PVT, instead of CvT's overlapping
+      3x3 convolutions (Sec. 3.1);
+    - projection: ``projection="linear"``, W^Q, W^K, W^V on each token as in ViT, instead of the
+      depthwise convolution and BatchNorm (Sec. 3.2; the paper ablates the same choice in Sec. 4.4).
+
+    Two consequences are part of the control, not side effects:
+
+    - no squeeze: without the convolutional projection there is no stride on keys and values, so
+      attention sees all N = H*W tokens of a stage, not N / 4; the control costs more multiply-adds than
+      the CvT it controls (``cvt_edu.cost.flops.count_flops`` gives both), and a difference in accuracy
+      cannot come from seeing fewer keys;
+    - positions: a model with no convolution (beyond the patch maps) and no positional embedding treats its
+      tokens as a set and cannot tell where a token is, which would confound "no convolution" with "no
+      position". So each stage adds a learned absolute positional embedding (ViT, Eq. 1; PVT, Sec. 3.1)
+      to its tokens after the embedding, one vector per position of its map (the [CLS] token has none),
+      drawn from a truncated normal with std 0.02 as in ViT. The embeddings fix the image size to
+      ``config.image_size``.
+
+    Args:
+        config: a :class:`CvTConfig` whose every stage has ``kernel_size == stride``, ``padding == 0`` and
+            ``projection == "linear"`` (the settings of the projection's convolutions are then unused).
+
+    Shapes:
+        images (B, C, image_size, image_size) -> logits (B, num_classes); ``forward_features`` as in
+        :class:`CvT`.
+
+    Raises:
+        ValueError: in the constructor, for a stage that overlaps, pads or projects by convolution (naming
+            the stage and its settings), or a stage map that ``image_size`` does not fill; in forward, for
+            images of another size than ``image_size`` and as :class:`CvT` does.
+    """
+
+    def __init__(self, config: CvTConfig) -> None:
+        for i, s in enumerate(config.stages):
+            if s.kernel_size != s.stride or s.padding != 0 or s.projection != "linear":
+                raise ValueError(
+                    f"stage {i + 1} of a LinearCvT needs a linear patch embedding (kernel_size == stride, padding 0) and "
+                    f"projection 'linear', got kernel_size={s.kernel_size}, stride={s.stride}, padding={s.padding}, "
+                    f"projection={s.projection!r}"
+                )
+        super().__init__(config)
+        side = config.image_size
+        for i, (stage, s) in enumerate(zip(self.stages, config.stages)):
+            if side % s.stride:
+                raise ValueError(f"a {side}x{side} map of stage {i + 1}'s input does not split into {s.stride}x{s.stride} patches "
+                                 f"(image_size {config.image_size})")
+            side = conv_output_size(side, s.kernel_size, s.stride, s.padding)
+            stage.pos_embed = learned_pos_embed(side, s.embed_dim)
+            nn.init.trunc_normal_(stage.pos_embed, std=0.02)
+
+    def forward_features(self, images: torch.Tensor) -> Features:
+        check_image(images, self.config.in_chans, dtype=self.stages[0].embed.proj.weight.dtype)
+        check_learned_size(images, self.config.image_size)
+        return super().forward_features(images)

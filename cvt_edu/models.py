@@ -7,8 +7,9 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .cvt import CvT, CvTConfig, CvTStageConfig
+from .cvt import CvT, CvTConfig, CvTStageConfig, LinearCvT
 from .pvt import PVT, PVTConfig, PVTStageConfig
+from .resnet import ResNet, ResNetConfig
 from .swin import Swin, SwinConfig, SwinStageConfig
 from .vit import ViT, ViTConfig
 
@@ -19,9 +20,12 @@ ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {
     "cvt": (CvT, CvTConfig),
     "swin": (Swin, SwinConfig),
     "pvt": (PVT, PVTConfig),
+    "cvt-linear": (LinearCvT, CvTConfig),
+    "resnet": (ResNet, ResNetConfig),
 }
 # The per-stage config of the architectures whose config holds ``stages`` (a list of dicts in config.json).
-STAGE_CONFIGS: dict[str, type] = {"cvt": CvTStageConfig, "swin": SwinStageConfig, "pvt": PVTStageConfig}
+STAGE_CONFIGS: dict[str, type] = {"cvt": CvTStageConfig, "swin": SwinStageConfig, "pvt": PVTStageConfig,
+                                  "cvt-linear": CvTStageConfig}
 
 
 def _vit(**kw: Any) -> tuple[str, ViTConfig]:
@@ -57,20 +61,35 @@ def _cvt_imagenet(dims: tuple[int, int, int], heads: tuple[int, int, int], depth
     )
 
 
+def _cvt_tiny_stages() -> list[dict[str, Any]]:
+    return [
+        dict(embed_dim=64, depth=1, num_heads=1, mlp_ratio=2.0, kernel_size=3, stride=2, padding=1),
+        dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=2.0, drop_path=0.05),
+        dict(embed_dim=192, depth=2, num_heads=3, mlp_ratio=2.0, cls_token=True, drop_path=0.1),
+    ]
+
+
+# cvt-tiny with both convolutional parts made linear (see cvt_edu.cvt.LinearCvT): 2x2 patches of stride 2 in
+# every stage (16x16, 8x8, 4x4 token maps, as cvt-tiny's 3x3 convolutions of stride 2), linear Q/K/V on all
+# tokens (the projection's kernel and strides are then unused, and written as 1, 0, 1 so that config.json
+# says so), a learned positional embedding per stage.
+_LINEAR = dict(kernel_size=2, stride=2, padding=0, projection="linear", kernel_qkv=1, padding_q=0, padding_kv=0, stride_kv=1)
+
+
+def _cvt_linear(stages: list[dict[str, Any]], **kw: Any) -> tuple[str, CvTConfig]:
+    return "cvt-linear", CvTConfig(stages=tuple(CvTStageConfig(**{**s, **_LINEAR}) for s in stages), **kw)
+
+
 MODELS: dict[str, Callable[[], tuple[str, Any]]] = {
     # Sized for 32x32 CIFAR images; parameter counts within 15% of each other.
     "vit-tiny": lambda: _vit(
         image_size=32, patch_size=4, num_classes=10, embed_dim=128, depth=9, num_heads=4, mlp_ratio=2.0, drop_path_rate=0.1
     ),
-    "cvt-tiny": lambda: _cvt(
-        [
-            dict(embed_dim=64, depth=1, num_heads=1, mlp_ratio=2.0, kernel_size=3, stride=2, padding=1),
-            dict(embed_dim=128, depth=2, num_heads=2, mlp_ratio=2.0, drop_path=0.05),
-            dict(embed_dim=192, depth=2, num_heads=3, mlp_ratio=2.0, cls_token=True, drop_path=0.1),
-        ],
-        num_classes=10,
-        image_size=32,
-    ),
+    "cvt-tiny": lambda: _cvt(_cvt_tiny_stages(), num_classes=10, image_size=32),
+    # Chapter 5's controls for 32x32: cvt-tiny without convolutions, and a plain CNN.
+    "cvt-tiny-linear": lambda: _cvt_linear(_cvt_tiny_stages(), num_classes=10, image_size=32),
+    # ResNet-20 (He et al. 2016, Sec. 4.2): n = 3 basic blocks per stage, 16-32-64 channels, option-B shortcuts.
+    "resnet-20": lambda: ("resnet", ResNetConfig(widths=(16, 32, 64), blocks_per_stage=3, num_classes=10, image_size=32)),
     # Swin and PVT for 32x32: patches of 2 and three stages (16x16, 8x8, 4x4 token maps).
     # Swin: 4x4 windows, so stage 3 is one window (no shift there), as Swin-T's 7x7 stage 4.
     "swin-tiny": lambda: _swin(48, (2, 2, 2), (3, 6, 12), window_size=4, image_size=32, patch_size=2, num_classes=10,
@@ -114,7 +133,7 @@ def list_models() -> list[str]:
 
 
 def model_config(name: str) -> tuple[str, Any]:
-    """The architecture (``"vit"``, ``"cvt"``, ``"swin"`` or ``"pvt"``) and config object of a named model.
+    """The architecture (a key of :data:`ARCHITECTURES`: ``"vit"``, ``"cvt"``, ``"resnet"``...) and config object of a named model.
 
     Raises:
         KeyError: for an unknown name, listing the known ones.
@@ -185,7 +204,7 @@ def _check_keys(config: Any, config_cls: type, what: str) -> None:
 
 
 def arch_of(model: nn.Module) -> str:
-    """The architecture name of a course model (``"vit"``, ``"cvt"``, ``"swin"`` or ``"pvt"``).
+    """The architecture name of a course model, its key in :data:`ARCHITECTURES` (``"vit"``, ``"cvt"``, ``"cvt-linear"``...).
 
     Raises:
         TypeError: for a model that is not one of :data:`ARCHITECTURES`.

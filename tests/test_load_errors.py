@@ -134,8 +134,8 @@ def test_weights_of_another_size_name_the_first_wrong_shape(saved, tmp_path, cap
 @pytest.mark.parametrize(
     "edit,match",
     [
-        (lambda c: {k: v for k, v in c.items() if k != "arch"}, r"config\.json: has no 'arch'; expected one of cvt, pvt, swin, vit$"),
-        (lambda c: {**c, "arch": "deit"}, r"config\.json: has arch 'deit', which is not a cvt_edu architecture; expected one of cvt, pvt"),
+        (lambda c: {k: v for k, v in c.items() if k != "arch"}, r"config\.json: has no 'arch'; expected one of cvt, cvt-linear, pvt, resnet, swin, vit$"),
+        (lambda c: {**c, "arch": "deit"}, r"config\.json: has arch 'deit', which is not a cvt_edu architecture; expected one of cvt, cvt-linear, pvt"),
         (lambda c: {**c, "model_config": {**c["model_config"], "emb_dim": 1}},
          r"config\.json: cannot build the vit model it describes: a vit model_config has unknown keys \['emb_dim'\]; "
          r"accepted keys: image_size, patch_size, in_chans, num_classes, embed_dim,"),
@@ -165,7 +165,7 @@ def test_model_from_config_names_unknown_and_missing_keys():
     with pytest.raises(ValueError, match=r"stage 1 of a pvt model_config has unknown keys \['sr'\] and lacks the required keys "
                                          r"\['embed_dim', 'depth', 'num_heads'\]"):
         model_from_config("pvt", {"stages": [{"sr": 1}]})
-    with pytest.raises(ValueError, match=r"unknown architecture 'deit'; expected one of \['cvt', 'pvt', 'swin', 'vit'\]"):
+    with pytest.raises(ValueError, match=r"unknown architecture 'deit'; expected one of \['cvt', 'cvt-linear', 'pvt', 'resnet', 'swin', 'vit'\]"):
         model_from_config("deit", {})
 
 

@@ -97,3 +97,18 @@ def test_committed_memory_curve():
         assert tiled["live_mib"] < naive["live_mib"] and torch.Size(tiled["largest"]).numel() < n * n
     big = rows["flash", ns[-1]]
     assert big["live_mib"] < 0.01 * rows["naive", ns[-1]]["live_mib"]
+
+
+@pytest.mark.parametrize("lang, word", [("pt", "cabeça"), ("es", "cabeza"), ("en", "head")])
+def test_memory_figure_of_the_committed_curve(lang, word):
+    import matplotlib.pyplot as plt
+
+    from cvt_edu.viz.cost import plot_flash_memory
+
+    rows = load_curve()["rows"]
+    fig = plot_flash_memory(rows, lang=lang)
+    ax = fig.axes[0]
+    naive, tiled, nxn = ax.get_lines()
+    assert list(naive.get_ydata()) == [r["live_mib"] for r in sorted(rows, key=lambda r: r["n"]) if r["kind"] == "naive"]
+    assert max(tiled.get_ydata()) < min(nxn.get_ydata()[-3:]) and word in ax.get_title()
+    plt.close(fig)

@@ -46,6 +46,8 @@ class LiveTensors(TorchDispatchMode):
         peak_bytes: the most bytes of created tensors alive at the same time.
         largest: the shape of the created tensor with the most elements (``()`` if none).
         shapes: the shape of every tensor created, in order.
+        ops: the aten operators run, each once, in the order of their first call (for example
+            ``"aten::_scaled_dot_product_flash_attention_for_cpu"``: which kernel ``scaled_dot_product_attention`` chose).
     """
 
     def __init__(self, *existing: torch.Tensor) -> None:
@@ -55,6 +57,7 @@ class LiveTensors(TorchDispatchMode):
         self.current = self.peak_bytes = 0
         self.largest: tuple[int, ...] = ()
         self.shapes: list[tuple[int, ...]] = []
+        self.ops: list[str] = []
 
     def _release(self, ptr: int) -> None:
         entry = self._live.get(ptr)
@@ -65,6 +68,8 @@ class LiveTensors(TorchDispatchMode):
                 del self._live[ptr]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.name not in self.ops:
+            self.ops.append(func._schema.name)
         out = func(*args, **(kwargs or {}))
         for t in tree_leaves(out):
             if not isinstance(t, torch.Tensor):

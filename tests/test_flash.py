@@ -112,3 +112,14 @@ def test_memory_figure_of_the_committed_curve(lang, word):
     assert list(naive.get_ydata()) == [r["live_mib"] for r in sorted(rows, key=lambda r: r["n"]) if r["kind"] == "naive"]
     assert max(tiled.get_ydata()) < min(nxn.get_ydata()[-3:]) and word in ax.get_title()
     plt.close(fig)
+
+
+def test_the_dispatch_mode_names_the_kernel_scaled_dot_product_attention_chose_on_the_cpu():
+    q, k, v = _qkv(1, 2, 64, 64, 16)
+    with LiveTensors() as fused:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    with LiveTensors() as math:
+        F.scaled_dot_product_attention(q, k, v, dropout_p=0.5)  # dropout: the math path, the scores built
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" in fused.ops and "aten::bmm" not in fused.ops
+    assert "aten::bmm" in math.ops and not any("flash" in op for op in math.ops)
+    assert max(torch.Size(s).numel() for s in math.shapes) >= 2 * 64 * 64

@@ -181,7 +181,7 @@ def plot_flash_memory(rows: Sequence[Mapping[str, Any]], *, lang: str | None = N
     ax.plot([r["n"] for r in naive], [r["nxn_mib"] for r in naive], ls="--", color="0.5", label=t("flash_nxn", lang))
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:.0f}"))  # no separator: 1.024 in pt, 1,024 in en
     ax.set(title=t("flash_memory_title", lang, d=naive[0]["d"]), xlabel=t("flash_memory_tokens", lang),
            ylabel=t("flash_memory_mib", lang))
     ax.grid(alpha=0.3, which="both")

@@ -123,3 +123,15 @@ def test_the_dispatch_mode_names_the_kernel_scaled_dot_product_attention_chose_o
     assert "aten::_scaled_dot_product_flash_attention_for_cpu" in fused.ops and "aten::bmm" not in fused.ops
     assert "aten::bmm" in math.ops and not any("flash" in op for op in math.ops)
     assert max(torch.Size(s).numel() for s in math.shapes) >= 2 * 64 * 64
+
+
+def test_one_point_of_the_memory_curve_measured_in_this_process():
+    from cvt_edu.cost.attention_memory import measure_attention_memory
+
+    naive = measure_attention_memory("naive", 256, d=16, num_threads=None)
+    tiled = measure_attention_memory("flash", 256, d=16, block_size=64, num_threads=None)
+    assert naive["live_mib"] >= 2 * naive["nxn_mib"] == 0.5 and naive["largest"][-2:] == [256, 256]
+    assert torch.Size(tiled["largest"]).numel() == 256 * 16 and tiled["live_mib"] < naive["nxn_mib"]
+    assert tiled["block_size"] == 64 and naive["block_size"] is None and tiled["seconds"] > 0
+    with pytest.raises(ValueError, match="kind must be 'naive' or 'flash', got 'fast'"):
+        measure_attention_memory("fast", 256)

@@ -135,3 +135,9 @@ def test_one_point_of_the_memory_curve_measured_in_this_process():
     assert tiled["block_size"] == 64 and naive["block_size"] is None and tiled["seconds"] > 0
     with pytest.raises(ValueError, match="kind must be 'naive' or 'flash', got 'fast'"):
         measure_attention_memory("fast", 256)
+
+
+def test_the_tp_grader_disables_the_ready_made_tiled_attention():
+    from cvt_edu.tp.stubs import stubbed_prefixes
+
+    assert {"cvt_edu.flash", "cvt_edu.cost"} <= set(stubbed_prefixes())  # TP 4 asks students to write it

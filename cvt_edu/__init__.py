@@ -4,7 +4,8 @@ The folder tree is the course's table of contents. At the top, one concept per m
 order the chapters teach them: :mod:`~cvt_edu.patching` (patches and token embeddings),
 :mod:`~cvt_edu.positional`, :mod:`~cvt_edu.attention` (MHSA, attention maps),
 :mod:`~cvt_edu.projection` (linear and convolutional Q/K/V), :mod:`~cvt_edu.layers` (MLP,
-stochastic depth), :mod:`~cvt_edu.windows` (Swin's window geometry), the models
+stochastic depth), :mod:`~cvt_edu.windows` (Swin's window geometry), :mod:`~cvt_edu.flash` (tiled attention with the
+online softmax), :mod:`~cvt_edu.pooling` ([CLS], GAP, MAP), the models
 :mod:`~cvt_edu.vit`, :mod:`~cvt_edu.cvt`, :mod:`~cvt_edu.swin`, :mod:`~cvt_edu.pvt`, the convolutional
 baseline :mod:`~cvt_edu.resnet` and their registry :mod:`~cvt_edu.models`. One level down, everything that serves them:
 :mod:`~cvt_edu.train` (data, augmentation, the training loop, checkpoints),
@@ -24,7 +25,7 @@ __version__ = "0.2.0"  # keep equal to pyproject.toml (tests/test_contents.py ch
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=["attention", "cost", "course", "cvt", "lab", "layers", "models", "patching", "positional",
+    submodules=["attention", "cost", "course", "cvt", "flash", "lab", "layers", "models", "patching", "pooling", "positional",
                 "pretrained", "projection", "pvt", "resnet", "swin", "tp", "train", "trained", "vit", "viz", "windows"],
     submod_attrs={
         "models": ["build_model", "list_models"],

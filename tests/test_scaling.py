@@ -282,6 +282,15 @@ def test_growth_exponents():
     assert growth_exponents(rows) == pytest.approx({"a": 2.0, "b": 1.0})
 
 
+def test_growth_exponents_over_one_range_for_every_model():
+    rows = [{"model": m, "resolution": r, "tokens": (r // 4) ** 2, "status": "ok", "ms": (r // 4) ** (2 * k)}
+            for m, k in (("quadratic", 2), ("linear", 1)) for r in (64, 128, 224)]
+    rows[2]["ms"] *= 4  # the last point of the quadratic model is off: the common range 64-128 does not see it
+    assert growth_exponents(rows, "ms", between=(64, 128)) == pytest.approx({"quadratic": 2.0, "linear": 1.0})
+    assert growth_exponents(rows, "ms")["quadratic"] > 2.5
+    assert growth_exponents(rows[:1] + rows[3:], "ms", between=(64, 128)) == pytest.approx({"linear": 1.0})
+
+
 def test_load_or_run_sweep_reuses_a_finished_sweep(tmp_path):
     rows = load_or_run_sweep(tmp_path, ["swin"], [32], steps=1)
     assert (tmp_path / "cost.md").is_file() and rows[0]["status"] == "ok"

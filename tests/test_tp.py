@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from cvt_edu import windows
+from cvt_edu import flash, windows
 from cvt_edu.cli import main
 from cvt_edu.tp import TPS, check
 from cvt_edu.tp.questions import QUESTIONS
@@ -163,6 +163,8 @@ WRONG = [
     ("online_softmax", lambda scores, block_size: scores.softmax(-1), "ready-made implementation: torch.softmax"),
     ("tiled_attention", _tiled_full_matrix, "was built (12288 elements, at least N_q·N_k = 6144)"),
     ("tiled_attention", lambda q, k, v, b: sol.tiled_attention(q, k, v * 2, b), "first mismatch"),
+    ("tiled_attention", lambda q, k, v, b: flash.flash_attention(q, k, v, block_size=b),
+     "uses a ready-made implementation: cvt_edu.flash.flash_attention"),
 ]
 
 

@@ -564,22 +564,28 @@ def sweep_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return markdown_table(cells, headers, align="lrrrrrrl")
 
 
-def growth_exponents(rows: Sequence[Mapping[str, Any]], key: str = "flops") -> dict[str, float]:
+def growth_exponents(
+    rows: Sequence[Mapping[str, Any]], key: str = "flops", *, between: tuple[int, int] | None = None
+) -> dict[str, float]:
     """How fast ``key`` grows with the number of tokens, per model: the slope of log(value) against log(N).
 
-    Taken between the two largest resolutions where the model ran (``status == "ok"``), so that
-    fixed costs matter least. A slope of 2 is quadratic in N (global attention dominating), 1 linear.
+    Taken between the two resolutions ``between`` (pixels), the same for every model so that the slopes
+    compare; ``None``: between the two largest resolutions where each model ran, so that fixed costs
+    matter least but the ranges differ. A slope of 2 is quadratic in N (global attention dominating), 1 linear.
 
     Args:
         rows: what :func:`resolution_sweep` returned.
         key: ``"flops"``, ``"ms"`` or ``"peak_mib"``.
+        between: (smaller, larger) image side in pixels, or ``None``.
 
     Returns:
-        ``{model: exponent}`` for the models with two such points (and positive values).
+        ``{model: exponent}`` for the models with two such points that ran (``status == "ok"``, positive values).
     """
     out = {}
     for name in dict.fromkeys(r["model"] for r in rows):
         ok = [r for r in rows if r["model"] == name and r["status"] == "ok" and r.get(key)]
+        if between is not None:
+            ok = [r for r in ok if r["resolution"] in between]
         if len(ok) >= 2:
             a, b = sorted(ok, key=lambda r: r["tokens"])[-2:]
             out[name] = math.log(b[key] / a[key]) / math.log(b["tokens"] / a["tokens"])

@@ -1,5 +1,5 @@
 """Figures of what attention costs: cost curves and their parts (chapter 4), formulas against
-measurement (chapters 7, 8) and the resolution sweep (chapter 8).
+measurement (chapters 7, 8), the resolution sweep and the memory of tiled attention (chapter 8).
 
 The numbers come from :mod:`cvt_edu.cost.formulas` and :mod:`cvt_edu.cost.sweep`. Every function returns
 the ``matplotlib`` figure; its text comes from the string table (:mod:`cvt_edu.course.i18n`) in ``lang``
@@ -17,7 +17,8 @@ import matplotlib.ticker
 
 from ..course.i18n import t
 
-__all__ = ["MEMORY_FLOOR_MIB", "plot_attention_cost", "plot_attention_terms", "plot_cost_curves", "plot_sweep"]
+__all__ = ["MEMORY_FLOOR_MIB", "plot_attention_cost", "plot_attention_terms", "plot_cost_curves", "plot_flash_memory",
+           "plot_sweep"]
 
 MEMORY_FLOOR_MIB = 0.1  # plot_sweep leaves out smaller peaks: page-granular RSS readings, mostly noise
 
@@ -159,5 +160,31 @@ def plot_sweep(
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(t("sweep_title", lang))
+    fig.tight_layout()
+    return fig
+
+
+def plot_flash_memory(rows: Sequence[Mapping[str, Any]], *, lang: str | None = None) -> matplotlib.figure.Figure:
+    """Peak memory of naive and tiled attention against N, log-log, with the size of one N x N matrix for reference.
+
+    Args:
+        rows: the ``"rows"`` of :func:`cvt_edu.cost.attention_memory.load_curve` (``kind``, ``n``, ``live_mib``,
+            ``nxn_mib``, ``d``, ``block_size``).
+        lang: language of the text.
+    """
+    naive = sorted((r for r in rows if r["kind"] == "naive"), key=lambda r: r["n"])
+    tiled = sorted((r for r in rows if r["kind"] == "flash"), key=lambda r: r["n"])
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot([r["n"] for r in naive], [r["live_mib"] for r in naive], marker="o", ms=4, color="C3", label=t("flash_naive", lang))
+    ax.plot([r["n"] for r in tiled], [r["live_mib"] for r in tiled], marker="o", ms=4, color="C0",
+            label=t("flash_tiled", lang, block=tiled[0]["block_size"]))
+    ax.plot([r["n"] for r in naive], [r["nxn_mib"] for r in naive], ls="--", color="0.5", label=t("flash_nxn", lang))
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:.0f}"))  # no separator: 1.024 in pt, 1,024 in en
+    ax.set(title=t("flash_memory_title", lang, d=naive[0]["d"]), xlabel=t("flash_memory_tokens", lang),
+           ylabel=t("flash_memory_mib", lang))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

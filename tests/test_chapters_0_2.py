@@ -149,6 +149,9 @@ def test_pos_embed_similarity_drops_cls_and_is_a_cosine():
     fig = plot_pos_similarity({"a": sim, "b": sim}, lang="es")
     assert [ax.get_title() for ax in fig.axes[:2]] == ["a", "b"] and fig.axes[0].get_xlabel() == t("patch_column", "es")
     assert fig._suptitle.get_text() == t("pos_sim_title", "es")
+    assert {im.get_clim() for ax in fig.axes for im in ax.get_images()} == {(sim.min().item(), sim.max().item())}  # one colour scale
+    own = plot_pos_similarity({"a": sim, "b": 0.5 * sim}, shared_scale=False)
+    assert own.axes[1].get_images()[0].get_clim() == pytest.approx((0.5 * sim.min().item(), 0.5))
 
 
 # attention_viz
@@ -257,11 +260,27 @@ def test_maps_of_a_real_vit_run_through_every_function(cifar_mini):
     with pytest.raises(ValueError, match="captions"):
         overlay_attention(images, heat, captions=["a"])
     fig = plot_cls_attention(maps, images, 1, lang="es")
-    assert len(fig.axes) == 9 * 5 and fig.axes[1].get_title() == t("head_n", "es", h=1)
+    assert len(fig.axes) == 9 * 5 + 1 and fig.axes[1].get_title() == t("head_n", "es", h=1)  # + the colour bar
     assert fig.axes[0].get_ylabel() == t("layer_n", "es", l=1) and fig.axes[0].get_title() == t("mean_heads", "es")
+    largest = max(cls_attention_map(m[1]).max().item() for m in maps)
+    assert [im.get_clim() for ax in fig.axes[:-1] for im in ax.get_images()[-1:]] == [(0.0, largest)] * 45  # one scale
+    fig = plot_cls_attention(maps, images, 1, vmax=0.5, title="T", lang="es")
+    assert fig.axes[1].get_images()[0].get_clim() == (0.0, 0.5) and fig._suptitle.get_text() == "T"
+    control = torch.full_like(heat, 1.0 / 65)
+    fig = overlay_attention(images, heat, control_maps=control, shared_scale=True, row_labels=["A", "B"], lang="pt")
+    assert len(fig.axes) == 3 * 3 + 1 and fig.axes[3].get_ylabel() == "A" and fig.axes[6].get_ylabel() == "B"
+    lo, hi = min(heat.min().item(), 1 / 65), max(heat.max().item(), 1 / 65)
+    assert fig.axes[6].get_images()[-1].get_clim() == pytest.approx((lo, hi))  # the flat control on the same range
+    with pytest.raises(ValueError, match="control"):
+        overlay_attention(images, heat, control_maps=control[:2])
+    with pytest.raises(ValueError, match="row labels"):
+        overlay_attention(images, heat, control_maps=control, row_labels=["A"])
     fig = plot_attention_matrix(maps[0][0, :2], panel_titles=["x", "y"], title="A", lang="pt")
     assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["x", "y"] and fig._suptitle.get_text() == "A"
     assert fig.axes[0].get_xlabel() == t("key_token", "pt") and fig.axes[0].get_ylabel() == t("query_token", "pt")
     with pytest.raises(ValueError, match="panel titles"):
         plot_attention_matrix(maps[0][0, :2], panel_titles=["x"])
+    fig = plot_attention_matrix(maps[0][0], shared_scale=True)
+    clims = {ax.get_images()[0].get_clim() for ax in fig.axes if ax.get_images()}
+    assert clims == {(maps[0][0].min().item(), maps[0][0].max().item())}
 

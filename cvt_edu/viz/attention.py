@@ -163,6 +163,7 @@ def plot_attention_matrix(
     panel_titles: Sequence[str] | None = None,
     title: str | None = None,
     cmap: str = "viridis",
+    shared_scale: bool = False,
     lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """One or more N_q x N_k matrices (scores or attention weights) side by side, each with its colour bar.
@@ -174,6 +175,8 @@ def plot_attention_matrix(
         panel_titles: a title per matrix (the chapter's: what each matrix is).
         title: figure title (the chapter's); ``None``: none.
         cmap: the colour map.
+        shared_scale: one colour range, the smallest to the largest entry of all panels, so that panels
+            can be compared (the heads of a layer); ``False``: each panel its own range (scores beside weights).
         lang: language of the text.
 
     Raises:
@@ -186,9 +189,11 @@ def plot_attention_matrix(
     panel_titles = list(panel_titles) if panel_titles is not None else [""] * len(weights)
     if len(panel_titles) != len(weights):
         raise ValueError(f"{len(panel_titles)} panel titles for {len(weights)} matrices")
+    weights = weights.detach().float().cpu()
+    scale = dict(vmin=weights.min().item(), vmax=weights.max().item()) if shared_scale else {}
     fig, axes = plt.subplots(1, len(weights), figsize=(4.4 * len(weights), 4.0), squeeze=False)
-    for ax, w, name in zip(axes[0], weights.detach().float().cpu(), panel_titles):
-        shown = ax.imshow(w.numpy(), cmap=cmap, interpolation="nearest")
+    for ax, w, name in zip(axes[0], weights, panel_titles):
+        shown = ax.imshow(w.numpy(), cmap=cmap, interpolation="nearest", **scale)
         fig.colorbar(shown, ax=ax, fraction=0.046)
         ax.set(title=name, xlabel=t("key_token", lang), ylabel=t("query_token", lang))
     if title:
@@ -203,14 +208,20 @@ def _show_image(ax, image: torch.Tensor) -> None:
     ax.imshow(image.permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
 
 
-def _overlay(ax, image: torch.Tensor, heat: torch.Tensor, alpha: float, cmap: str) -> None:
-    """Draw ``image`` (3, H, W) and on it ``heat`` (h, w), min-max scaled, stretched over the image."""
+def _overlay(ax, image: torch.Tensor, heat: torch.Tensor, alpha: float, cmap: str,
+             scale: tuple[float, float] | None = None):
+    """Draw ``image`` (3, H, W) and on it ``heat`` (h, w), stretched over the image: on the colour range
+    ``scale`` = (vmin, vmax), or min-max scaled on its own when ``scale`` is ``None``. Returns the map's image."""
     h, w = image.shape[-2:]
     heat = heat.detach().float().cpu()
-    heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
+    if scale is None:
+        heat = (heat - heat.min()) / (heat.max() - heat.min()).clamp_min(1e-12)
+        scale = (0.0, 1.0)
     _show_image(ax, image)
-    ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+    shown = ax.imshow(heat.numpy(), cmap=cmap, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear",
+                      vmin=scale[0], vmax=scale[1])
     ax.axis("off")
+    return shown
 
 
 def plot_cls_attention(
@@ -220,12 +231,16 @@ def plot_cls_attention(
     *,
     grid_size: int | tuple[int, int] | None = None,
     alpha: float = 0.6,
+    vmax: float | None = None,
+    title: str | None = None,
     lang: str | None = None,
 ) -> matplotlib.figure.Figure:
     """The [CLS] token's attention over the patch grid, for every layer (rows) and head (columns).
 
-    The first column overlays the mean over heads on the image; the others show each head's map
-    (its own colour scale: bright = more attention).
+    The first column overlays the mean over heads on the image; the others show each head's map.
+    Every map of the figure is drawn on one colour range, 0 to ``vmax`` (bright = more attention,
+    the colour bar gives the weight), so heads and layers can be compared, and two figures with the
+    same ``vmax`` (a trained model and its untrained control) too.
 
     Args:
         maps: per-layer weights (B, h, N, N) with [CLS] first.
@@ -233,6 +248,9 @@ def plot_cls_attention(
         index: which image of the batch.
         grid_size: the patch grid; ``None`` means square.
         alpha: opacity of the overlay.
+        vmax: top of the colour range, an attention weight in [0, 1]; ``None``: the largest weight
+            the figure shows.
+        title: figure title (the chapter's); ``None``: ``t("cls_attention_title")``.
         lang: language of the text.
 
     Raises:
@@ -240,24 +258,29 @@ def plot_cls_attention(
     """
     _check_maps(maps)
     num_layers, num_heads = len(maps), maps[0].shape[1]
-    fig, axes = plt.subplots(num_layers, num_heads + 1, figsize=(1.55 * (num_heads + 1), 1.55 * num_layers), squeeze=False)
-    for layer, a in enumerate(maps):
-        cls_maps = cls_attention_map(a[index], grid_size)  # (h, gh, gw)
-        _overlay(axes[layer, 0], images[index], cls_maps.mean(0), alpha, "inferno")
+    cls_maps = [cls_attention_map(a[index], grid_size).detach().float().cpu() for a in maps]  # L x (h, gh, gw)
+    if vmax is None:
+        vmax = max(m.max().item() for m in cls_maps)
+    fig, axes = plt.subplots(num_layers, num_heads + 1, figsize=(1.55 * (num_heads + 1) + 0.6, 1.55 * num_layers),
+                             squeeze=False)
+    shown = None
+    for layer, heads in enumerate(cls_maps):
+        _overlay(axes[layer, 0], images[index], heads.mean(0), alpha, "inferno", (0.0, vmax))
         axes[layer, 0].axis("on")
         axes[layer, 0].set_xticks([])
         axes[layer, 0].set_yticks([])
         axes[layer, 0].set_ylabel(t("layer_n", lang, l=layer + 1), fontsize=9)
         for h in range(num_heads):
             ax = axes[layer, h + 1]
-            ax.imshow(cls_maps[h].cpu().numpy(), cmap="inferno", interpolation="nearest")
+            shown = ax.imshow(heads[h].numpy(), cmap="inferno", interpolation="nearest", vmin=0.0, vmax=vmax)
             ax.set_xticks([])
             ax.set_yticks([])
     axes[0, 0].set_title(t("mean_heads", lang), fontsize=9)
     for h in range(num_heads):
         axes[0, h + 1].set_title(t("head_n", lang, h=h + 1), fontsize=9)
-    fig.suptitle(t("cls_attention_title", lang))
+    fig.suptitle(title or t("cls_attention_title", lang))
     fig.tight_layout()
+    fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02, label=t("ch02_attention_weight", lang))
     return fig
 
 
@@ -265,19 +288,28 @@ def overlay_attention(
     images: torch.Tensor,
     heat_maps: torch.Tensor,
     *,
+    control_maps: torch.Tensor | None = None,
+    row_labels: Sequence[str] | None = None,
+    shared_scale: bool = False,
     captions: Sequence[str] | None = None,
     title: str | None = None,
     alpha: float = 0.6,
     cmap: str = "inferno",
     lang: str | None = None,
 ) -> matplotlib.figure.Figure:
-    """Images (top row) and the same images with a map over them (bottom row).
+    """Images (top row) and the same images with a map over them (bottom row); with ``control_maps``,
+    a third row with the control's maps (the untrained model's, say) over the same images.
 
-    Each map is scaled to [0, 1] on its own and stretched (bilinear) over its image.
+    By default each map is scaled to [0, 1] on its own; with ``shared_scale`` every map of the figure,
+    controls included, is drawn on one colour range (the smallest to the largest value shown, with a
+    colour bar), so that a flat map looks flat. Maps are stretched (bilinear) over their image.
 
     Args:
         images: (B, 3, H, W), uint8 (or float in [0, 1]).
         heat_maps: (B, h, w), e.g. :func:`cls_attention_map` of a rollout.
+        control_maps: (B, h, w) or ``None``: the same maps from the control.
+        row_labels: a label for each row of maps (one, or two with ``control_maps``); ``None``: none.
+        shared_scale: one colour range for all maps instead of one per map.
         captions: a caption per image (the chapter's).
         title: the chapter's own title; ``None``: ``t("rollout_title")``.
         alpha: opacity of the map.
@@ -285,22 +317,41 @@ def overlay_attention(
         lang: language of the text.
 
     Raises:
-        ValueError: if the numbers of images, maps and captions differ.
+        ValueError: if the numbers of images, maps, captions and row labels differ, or the control's maps
+            have another shape than ``heat_maps``.
     """
     if heat_maps.ndim != 3 or len(images) != len(heat_maps):
         raise ValueError(f"expected one map (h, w) per image: {len(images)} images, maps of shape {tuple(heat_maps.shape)}")
+    if control_maps is not None and control_maps.shape != heat_maps.shape:
+        raise ValueError(f"the control's maps {tuple(control_maps.shape)} differ from the maps {tuple(heat_maps.shape)}")
     if captions is not None and len(captions) != len(images):
         raise ValueError(f"{len(captions)} captions for {len(images)} images")
+    rows = [heat_maps] if control_maps is None else [heat_maps, control_maps]
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"{len(row_labels)} row labels for {len(rows)} rows of maps")
+    scale = None
+    if shared_scale:
+        values = torch.cat([r.detach().float().cpu().flatten() for r in rows])
+        scale = (values.min().item(), values.max().item())
     b = len(images)
-    fig, axes = plt.subplots(2, b, figsize=(1.9 * b, 4.1), squeeze=False)
+    fig, axes = plt.subplots(1 + len(rows), b, figsize=(1.9 * b + (0.8 if shared_scale else 0.0), 2.05 * (1 + len(rows))),
+                             squeeze=False)
     for i in range(b):
         _show_image(axes[0, i], images[i])
         axes[0, i].axis("off")
         if captions is not None:
             axes[0, i].set_title(captions[i], fontsize=8)
-        _overlay(axes[1, i], images[i], heat_maps[i], alpha, cmap)
+        for r, maps in enumerate(rows):
+            shown = _overlay(axes[r + 1, i], images[i], maps[i], alpha, cmap, scale)
+            if row_labels is not None and i == 0:
+                axes[r + 1, 0].axis("on")
+                axes[r + 1, 0].set_xticks([])
+                axes[r + 1, 0].set_yticks([])
+                axes[r + 1, 0].set_ylabel(row_labels[r], fontsize=8)
     fig.suptitle(title or t("rollout_title", lang))
     fig.tight_layout()
+    if shared_scale:
+        fig.colorbar(shown, ax=axes[1:].ravel().tolist(), fraction=0.03, pad=0.02)
     return fig
 
 

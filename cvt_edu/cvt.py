@@ -26,6 +26,7 @@ from torch import nn
 from .attention import SelfAttention
 from .layers import Classifier, Features, TransformerBlock, classifier_head, init_weights, run_stages
 from .patching import ConvTokenEmbedding, check_image, conv_output_size
+from .pooling import check_pool
 from .positional import check_learned_size, learned_pos_embed
 from .projection import ConvQKV
 
@@ -73,6 +74,10 @@ class CvTConfig:
     LayerNorm (token embeddings, blocks, final norm); 1e-5, PyTorch's default, is what the released
     CvT code and Hugging Face's CvT use. ``num_classes = 0`` builds the model without a
     classifier: ``head`` is the identity and the model returns the normalised [CLS] token (B, C).
+    ``pool``: ``"cls"``, the paper's [CLS] token in the last stage, which the classifier reads (Sec. 3,
+    Fig. 2); ``"gap"``, no [CLS] token in any stage, the final LayerNorm on every token of the last map and
+    the classifier on their mean (what Hugging Face's CvT does when the last stage has no [CLS] token). See
+    :mod:`cvt_edu.pooling`.
     """
 
     stages: tuple[CvTStageConfig, ...]
@@ -81,6 +86,7 @@ class CvTConfig:
     image_size: int = 224
     attn_scale: str = "embed_dim"
     layer_norm_eps: float = 1e-5
+    pool: str = "cls"
 
     def __post_init__(self) -> None:
         # Accept stages given as dicts (for example read back from config.json).
@@ -88,6 +94,9 @@ class CvTConfig:
         object.__setattr__(self, "stages", stages)
         if self.attn_scale not in ("embed_dim", "head_dim"):
             raise ValueError(f"attn_scale must be 'embed_dim' or 'head_dim', got {self.attn_scale!r}")
+        check_pool(self.pool, "CvTConfig")
+        if self.pool == "map":
+            raise ValueError("CvTConfig: pool must be 'cls' or 'gap' (a MAP head is implemented for ViT only), got 'map'")
 
 
 class CvTAttention(SelfAttention):
@@ -185,10 +194,12 @@ class CvT(Classifier):
     Shapes:
         images (B, C, H, W) -> logits (B, num_classes). ``forward_features`` returns
         :class:`~cvt_edu.layers.Features`: the token map of every stage, (B, C_i, H_i, W_i), as the
-        stage outputs it, and the normalised [CLS] token of the last stage (B, C), which the head reads.
+        stage outputs it, and what the head reads, (B, C): the normalised [CLS] token of the last stage
+        (``pool="cls"``), or the mean of the last map's normalised tokens (``pool="gap"``).
 
     Raises:
-        ValueError: on a wrong channel count, or images too small for the embeddings' kernels.
+        ValueError: for a config whose [CLS] tokens do not fit ``pool`` (``"cls"``: one in the last stage only
+            is read; ``"gap"``: none at all), on a wrong channel count, or images too small for the embeddings' kernels.
         TypeError: for images that are not float tensors of the weights' dtype (uint8 pixels, float64), see
             :func:`~cvt_edu.patching.check_image`.
     """
@@ -196,8 +207,13 @@ class CvT(Classifier):
     def __init__(self, config: CvTConfig) -> None:
         super().__init__()
         c = self.config = config
-        if not c.stages[-1].cls_token:
-            raise ValueError("the last CvT stage must have the [CLS] token the classifier reads")
+        if c.pool == "cls" and not c.stages[-1].cls_token:
+            raise ValueError("the last CvT stage must have the [CLS] token the classifier reads (pool='cls'); "
+                             "for mean pooling set pool='gap'")
+        with_cls = [i for i, s in enumerate(c.stages) if s.cls_token]
+        if c.pool == "gap" and with_cls:
+            raise ValueError(f"pool='gap' averages the last map's tokens and has no [CLS] token, but stage {with_cls[0]} "
+                             f"has cls_token=True")
         chans = [c.in_chans] + [s.embed_dim for s in c.stages[:-1]]
         self.stages = nn.ModuleList(
             CvTStage(s, in_chans=ch, attn_scale=c.attn_scale, eps=c.layer_norm_eps) for s, ch in zip(c.stages, chans)
@@ -212,6 +228,8 @@ class CvT(Classifier):
     def forward_features(self, images: torch.Tensor) -> Features:
         check_image(images, self.config.in_chans, dtype=self.stages[0].embed.proj.weight.dtype)
         maps, cls = run_stages(self.stages, images)
+        if self.config.pool == "gap":
+            return Features(maps=maps, pool=self.norm(rearrange(maps[-1], "b c h w -> b (h w) c")).mean(dim=1))
         return Features(maps=maps, cls=self.norm(cls[:, 0]))
 
 

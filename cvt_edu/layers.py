@@ -122,14 +122,22 @@ class Features:
             one: its final normalised patch tokens, (B, D, H/P, W/P). Where the final LayerNorm acts
             on every token (ViT, Swin) the last map is after it; CvT and PVT normalise only the
             [CLS] token their head reads, so their maps are what the stages output.
-        cls: the normalised [CLS] token, (B, C), or ``None`` for a model without one (Swin, a CNN).
+        cls: the normalised [CLS] token, (B, C), or ``None`` for a model without one (Swin, a CNN, a model
+            pooled by ``"gap"`` or ``"map"``).
+        pool: what the model's own pooling computed, (B, C), when it is neither the [CLS] token nor the
+            mean of the last map as it stands: the mean of the normalised tokens (CvT with ``pool="gap"``),
+            the MAP head's output (``pool="map"``, see :mod:`cvt_edu.pooling`); else ``None``.
     """
 
     maps: list[torch.Tensor]
     cls: torch.Tensor | None = None
+    pool: torch.Tensor | None = None
 
     def pooled(self) -> torch.Tensor:
-        """What a classifier reads, (B, C): the [CLS] token, or without one the last map averaged over H and W."""
+        """What a classifier reads, (B, C): ``pool`` if the model set it, else the [CLS] token, else the last map
+        averaged over H and W."""
+        if self.pool is not None:
+            return self.pool
         return self.cls if self.cls is not None else self.maps[-1].mean(dim=(-2, -1))
 
 

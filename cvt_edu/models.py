@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, replace
 from typing import Any, Callable
 
 from torch import nn
@@ -124,7 +124,19 @@ MODELS: dict[str, Callable[[], tuple[str, Any]]] = {
         ],
         drop_path_rate=0.1,
     ),
+    # The pooling experiment (chapter 2): the same tiny models read by another pooling (cvt_edu.pooling).
+    "vit-tiny-gap": lambda: _pooled("vit-tiny", "gap"),
+    "vit-tiny-map": lambda: _pooled("vit-tiny", "map"),
+    "cvt-tiny-gap": lambda: _pooled("cvt-tiny", "gap"),
 }
+
+
+def _pooled(name: str, pool: str) -> tuple[str, Any]:
+    """Registry model ``name`` with another pooling; a CvT then has no [CLS] token in its last stage."""
+    arch, config = MODELS[name]()
+    if arch == "cvt":
+        config = replace(config, stages=(*config.stages[:-1], replace(config.stages[-1], cls_token=False)))
+    return arch, replace(config, pool=pool)
 
 
 def list_models() -> list[str]:

@@ -53,14 +53,16 @@ def cvt_config_from_hf(config: dict[str, Any]) -> CvTConfig:
 
     Raises:
         ValueError: if a stage uses a projection other than ``"dw_bn"`` (the only one Hugging
-            Face's CvT implements), or the last stage has no [CLS] token.
+            Face's CvT implements), or a [CLS] token in a stage before the last. A config whose last stage
+            has no [CLS] token gives ``pool="gap"``: the classifier reads the mean of the normalised tokens.
     """
     c = {**_HF_CVT_DEFAULTS, **config}
     methods = set(c["qkv_projection_method"])
     if methods != {"dw_bn"}:
         raise ValueError(f"qkv_projection_method {sorted(methods)}: only 'dw_bn' is supported for Hugging Face CvT")
-    if not c["cls_token"][-1]:
-        raise ValueError("the last stage has no [CLS] token; cvt_edu's CvT classifies from it (mean pooling is not supported)")
+    if any(c["cls_token"][:-1]):
+        raise ValueError(f"cls_token {list(c['cls_token'])}: a [CLS] token is supported in the last stage only (CvT, Sec. 3)")
+    pool = "cls" if c["cls_token"][-1] else "gap"  # Hugging Face then averages the normalised tokens
     stages = tuple(
         CvTStageConfig(
             embed_dim=c["embed_dim"][i],
@@ -84,7 +86,8 @@ def cvt_config_from_hf(config: dict[str, Any]) -> CvTConfig:
         )
         for i in range(len(c["depth"]))
     )
-    return CvTConfig(stages=stages, in_chans=c["num_channels"], num_classes=_num_labels(config), attn_scale="embed_dim")
+    return CvTConfig(stages=stages, in_chans=c["num_channels"], num_classes=_num_labels(config), attn_scale="embed_dim",
+                     pool=pool)
 
 
 _HF_CVT_BLOCK = {

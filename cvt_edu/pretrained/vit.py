@@ -1,5 +1,5 @@
-"""Hugging Face ViT (``ViTForImageClassification``, e.g. ``google/vit-base-patch16-224``) and torchvision's
-``vit_b_16`` in the course's ViT (Dosovitskiy et al., ICLR 2021, Table 1).
+"""Hugging Face ViT (``ViTForImageClassification``, e.g. ``google/vit-base-patch16-224``), torchvision's
+``vit_b_16`` and timm's ``VisionTransformer`` ([CLS], GAP or MAP pooling) in the course's ViT (Dosovitskiy et al., ICLR 2021, Table 1).
 
 Each format: a config translation (:func:`vit_config_from_hf`; torchvision's module is read directly) and a key
 mapping (:data:`HF_VIT_KEYS`, :data:`TORCHVISION_VIT_KEYS`).
@@ -16,7 +16,8 @@ from ..vit import ViT, ViTConfig
 from .common import _num_labels, _side
 from .renaming import Rule, module_rules, rename_state_dict
 
-__all__ = ["vit_config_from_hf", "HF_VIT_KEYS", "TORCHVISION_VIT_KEYS", "torchvision_vit_state_dict", "vit_from_torchvision"]
+__all__ = ["vit_config_from_hf", "HF_VIT_KEYS", "TORCHVISION_VIT_KEYS", "TIMM_VIT_KEYS", "torchvision_vit_state_dict",
+           "vit_from_torchvision", "vit_from_timm"]
 
 _HF_VIT_DEFAULTS: dict[str, Any] = dict(
     hidden_size=768,
@@ -181,4 +182,103 @@ def vit_from_torchvision(tv_model: nn.Module) -> ViT:
     )
     model = ViT(config)
     model.load_state_dict(torchvision_vit_state_dict(tv_model.state_dict()), strict=True)
+    return model.eval()
+
+
+_TIMM_VIT_LAYER = {
+    "norm1": "norm1",
+    "attn.qkv.q": "attn.qkv.q",
+    "attn.qkv.k": "attn.qkv.k",
+    "attn.qkv.v": "attn.qkv.v",
+    "attn.proj": "attn.mha.proj",
+    "norm2": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+
+
+TIMM_VIT_KEYS: list[Rule] = [
+    (r"patch_embed\.proj\.", "patch_embed.proj."),
+    (r"cls_token$", "cls_token"),
+    (r"pos_embed$", "pos_embed"),
+    *module_rules(r"blocks\.(\d+)\.", r"blocks.\1.", _TIMM_VIT_LAYER),
+    (r"norm\.", "norm."),
+    (r"attn_pool\.latent$", "map_head.probe"),
+    (r"attn_pool\.q\.", "map_head.q."),
+    (r"attn_pool\.kv\.k\.", "map_head.k."),
+    (r"attn_pool\.kv\.v\.", "map_head.v."),
+    (r"attn_pool\.proj\.", "map_head.attn.proj."),
+    (r"attn_pool\.norm\.", "map_head.norm."),
+    (r"attn_pool\.mlp\.", "map_head.mlp."),
+    (r"head\.", "head."),
+]
+
+_TIMM_POOLS = {"token": "cls", "avg": "gap", "map": "map"}
+
+
+def _timm_vit_unsupported(m: nn.Module) -> str | None:
+    """Why a timm ``VisionTransformer`` has no course ViT equal to it, or ``None``."""
+    if m.global_pool not in _TIMM_POOLS:
+        return f"global_pool {m.global_pool!r} (supported: {', '.join(map(repr, _TIMM_POOLS))})"
+    if (m.cls_token is not None) != (m.global_pool == "token"):
+        return f"a [CLS] token {'with' if m.cls_token is not None else 'without'} global_pool={m.global_pool!r}"
+    if getattr(m, "reg_token", None) is not None or m.no_embed_class:
+        return "register tokens or no_embed_class"
+    if not isinstance(m.fc_norm, nn.Identity):
+        return "fc_norm (a LayerNorm after pooling; the course's GAP normalises every token, then averages)"
+    extras = [n for n in ("norm_pre", "patch_drop") if not isinstance(getattr(m, n, nn.Identity()), (nn.Identity, nn.Dropout))]
+    block = m.blocks[0]
+    extras += [n for n in ("ls1", "ls2") if not isinstance(getattr(block, n, nn.Identity()), nn.Identity)]
+    extras += [n for n in ("q_norm", "k_norm") if not isinstance(getattr(block.attn, n, nn.Identity()), nn.Identity)]
+    if not isinstance(getattr(m.patch_embed, "norm", nn.Identity()), nn.Identity):
+        extras.append("patch_embed.norm")
+    return f"{', '.join(extras)} (not in the course's ViT)" if extras else None
+
+
+def vit_from_timm(timm_model: nn.Module) -> ViT:
+    """A course :class:`~cvt_edu.vit.ViT` with the weights of a timm ``VisionTransformer``.
+
+    timm's ``global_pool`` becomes ``ViTConfig.pool``: ``"token"`` -> ``"cls"``, ``"avg"`` (with
+    ``class_token=False, fc_norm=False``) -> ``"gap"``, ``"map"`` (``class_token=False``) -> ``"map"``, its
+    ``AttentionPoolLatent`` the :class:`~cvt_edu.pooling.MAPHead` (the fused ``kv`` cut into W^K and W^V).
+    W^Q, W^K, W^V of each block come out of timm's fused ``qkv`` (3D, D), in that order.
+
+    Returns:
+        The ViT in eval mode, equal to the timm model up to float rounding.
+
+    Raises:
+        ValueError: for a timm ViT the course's ViT does not have (another pooling, register tokens, layer scale,
+            q/k normalisation, a LayerNorm after pooling, a normalised patch embedding), naming what it has.
+    """
+    why = _timm_vit_unsupported(timm_model)
+    if why:
+        raise ValueError(f"timm VisionTransformer with {why} is not supported")
+    block = timm_model.blocks[0]
+    dim = timm_model.embed_dim
+    config = ViTConfig(
+        image_size=_side(timm_model.patch_embed.img_size, "img_size"),
+        patch_size=_side(timm_model.patch_embed.patch_size, "patch_size"),
+        in_chans=timm_model.patch_embed.proj.in_channels,
+        num_classes=timm_model.num_classes,
+        embed_dim=dim,
+        depth=len(timm_model.blocks),
+        num_heads=block.attn.num_heads,
+        mlp_ratio=_mlp_ratio(dim, block.mlp.fc1.out_features),
+        qkv_bias=block.attn.qkv.bias is not None,
+        layer_norm_eps=timm_model.norm.eps,
+        pool=_TIMM_POOLS[timm_model.global_pool],
+    )
+    unpacked = {}
+    for key, tensor in timm_model.state_dict().items():
+        module, _, leaf = key.rpartition(".")
+        if module.endswith("attn.qkv"):
+            for name, third in zip("qkv", tensor.chunk(3, dim=0)):
+                unpacked[f"{module}.{name}.{leaf}"] = third
+        elif module == "attn_pool.kv":
+            for name, half in zip("kv", tensor.chunk(2, dim=0)):
+                unpacked[f"{module}.{name}.{leaf}"] = half
+        else:
+            unpacked[key] = tensor
+    model = ViT(config)
+    model.load_state_dict(rename_state_dict(unpacked, TIMM_VIT_KEYS, "timm ViT"), strict=True)
     return model.eval()

@@ -11,6 +11,8 @@ The instructor notebook ``instructor/LANG/tpN_NAME.ipynb`` is the source. Its st
   (the signature, the docstring and the hint comments stay);
 - the cells tagged ``solution-only`` dropped;
 - every output and execution count cleared;
+- the "Open in Colab" badge of the student notebook as cell 1, after the setup cell (``tools/release.py``;
+  instructor versions have none);
 - every other code cell that names a function of the answer cells (the check cells, a model that
   calls the student's functions), or names what such a cell defines (the training cell that uses the
   model), tagged ``raises-exception``: it fails until the student has answered, and nbval and
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import importlib.util
 import os
 import sys
 import tempfile
@@ -144,6 +147,14 @@ def _render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
+def _release():
+    """tools/release.py, which writes the setup cells and the Colab badges."""
+    spec = importlib.util.spec_from_file_location("release", ROOT / "tools" / "release.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def planned(root: Path = ROOT) -> dict[Path, str]:
     """Every student notebook as it should be: path -> its text, from ``root/instructor/LANG/tp*.ipynb``.
 
@@ -151,6 +162,7 @@ def planned(root: Path = ROOT) -> dict[Path, str]:
         ValueError: for an instructor file that is not a readable notebook or has malformed answer
             cells, naming the file (and the cell).
     """
+    release, url, version = _release(), None, None
     texts = {}
     for lang in LANGUAGES:
         for source in sorted((root / "instructor" / lang).glob("tp*.ipynb")):
@@ -159,7 +171,12 @@ def planned(root: Path = ROOT) -> dict[Path, str]:
                 nb = nbformat.read(source, as_version=4)
             except Exception as error:  # nbformat raises several kinds (JSON, validation, encoding)
                 raise ValueError(f"{where}: not a readable notebook ({type(error).__name__}: {str(error).splitlines()[0]})")
-            texts[root / "notebooks" / lang / source.name] = _render(student_version(nb, where))
+            student = student_version(nb, where)
+            first = student.cells[0] if student.cells else {}
+            if "remove-cell" in first.get("metadata", {}).get("tags", []):  # the setup cell: the badge goes after it
+                url, version = (url, version) if url else release.config(root)
+                release.add_badge(student, lang, source.name, url, version)
+            texts[root / "notebooks" / lang / source.name] = _render(student)
     return texts
 
 

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 
-__all__ = ["LANGUAGES", "LANG_ENV", "class_names", "languages", "notebook_language", "placeholders", "strings", "t"]
+__all__ = ["LANGUAGES", "LANG_ENV", "class_names", "colab_metadata", "languages", "notebook_language", "placeholders", "strings", "t"]
 
 LANGUAGES = ("pt", "es")  # the chapters' languages; English exists for the command line's figures
 LANG_ENV = "CVT_EDU_LANG"
@@ -31,9 +31,10 @@ _FOLDER = "strings"
 def notebook_language() -> str:
     """The chapter's language, "pt" or "es".
 
-    Taken from ``$CVT_EDU_LANG``; else the notebook's folder (Jupyter runs a notebook in its
-    folder, ``notebooks/pt`` or ``notebooks/es``); else, in Colab, the ``cvt_edu.lang`` field of
-    the open notebook's metadata (asked once per session); else "pt".
+    Taken from ``$CVT_EDU_LANG``, which every chapter's setup cell sets to the chapter's language
+    (``LANG = "es"``), so no front end needs asking; else the notebook's folder (Jupyter runs a
+    notebook in its folder, ``notebooks/pt`` or ``notebooks/es``); else, in Colab, the
+    ``cvt_edu.lang`` field of the open notebook's metadata (:func:`colab_metadata`); else "pt".
     """
     lang = os.environ.get(LANG_ENV) or Path.cwd().name
     if lang in LANGUAGES:
@@ -42,14 +43,21 @@ def notebook_language() -> str:
 
 
 @functools.cache
-def _colab_language() -> str:
+def colab_metadata() -> dict:
+    """The ``cvt_edu`` field of the open notebook's metadata in Colab (``lang``, ``chapter``), asked of Colab's
+    front end once per session; ``{}`` outside Colab or when the front end does not answer within 10 s."""
     try:  # Colab runs notebooks in /content; ask the front end for the notebook's metadata
         from google.colab import _message  # type: ignore[import-not-found]
 
         notebook = _message.blocking_request("get_ipynb", timeout_sec=10)["ipynb"]
-        lang = notebook["metadata"]["cvt_edu"]["lang"]
-    except Exception:  # noqa: BLE001 - outside Colab, or no metadata: the default language
-        lang = "pt"
+        field = notebook["metadata"]["cvt_edu"]
+    except Exception:  # noqa: BLE001 - outside Colab, or no metadata
+        return {}
+    return dict(field) if isinstance(field, dict) else {}
+
+
+def _colab_language() -> str:
+    lang = colab_metadata().get("lang", "pt")
     return lang if lang in LANGUAGES else "pt"
 
 

@@ -32,7 +32,9 @@ from cvt_edu.train.env import seed_everything
 from cvt_edu.train.loop import fit, prepare, resume_progress
 from cvt_edu.train.run import RunFolderError, claim_run_folder, key_differences, lock_run_folder, run_key, same_run_key
 
-HEADLINE = Path(os.environ.get("CVT_EDU_HEADLINE_RUNS", "/work/runs19/headline"))  # runs of main's code, read only
+# Runs of an older cvt_edu, read only; opt-in (CVT_EDU_HEADLINE_RUNS=/work/runs19/headline), because a copy taken while
+# those runs still train can catch trainer_state.pt and model.safetensors of two different epochs.
+HEADLINE = Path(os.environ.get("CVT_EDU_HEADLINE_RUNS", "/nonexistent"))
 CFG = TrainConfig(epochs=1, batch_size=32, warmup_epochs=0.2, progress=False, device="cpu")
 
 
